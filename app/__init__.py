@@ -1,0 +1,1 @@
+"""Polaris: pairing service for fleets of scanner devices."""

@@ -1,0 +1,1 @@
+"""JSON APIs: the device API and the admin API under /api/v1."""

@@ -1,0 +1,57 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from tortoise import connections
+
+from app.api.responses import json_response
+from app.logging import get_logger
+
+log = get_logger(__name__)
+_CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def healthz(_: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def _database_ok() -> bool:
+    try:
+        await asyncio.wait_for(
+            connections.get("default").execute_query("SELECT 1"), _CHECK_TIMEOUT_SECONDS
+        )
+    except Exception as exc:
+        log.warning("readiness_database_failed", error=type(exc).__name__)
+        return False
+    return True
+
+
+async def _redis_ok(redis: Redis) -> bool:
+    try:
+        await asyncio.wait_for(redis.ping(), _CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        log.warning("readiness_redis_failed", error=type(exc).__name__)
+        return False
+    return True
+
+
+async def readyz(request: Request) -> Response:
+    checks = {"database": await _database_ok()}
+    redis: Redis | None = request.app.state.redis
+    if redis is not None:
+        checks["redis"] = await _redis_ok(redis)
+    ready = all(checks.values())
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    return json_response(body, status=200 if ready else 503)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]

@@ -1,0 +1,1 @@
+"""Authentication mechanisms: passwords, console sessions, CSRF, rate limits."""

@@ -1,0 +1,158 @@
+"""`polaris`: serve, migrate and manage console users. Settings come from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from tortoise import Tortoise
+
+from app import db
+from app.models.user import Role
+from app.services import accounts
+from app.services.errors import DomainError
+from app.settings import ConfigurationError, Settings, load_settings
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    help="Polaris device pairing service.", no_args_is_help=True, add_completion=False
+)
+out = Console()
+err = Console(stderr=True)
+
+FIRST_ADMIN_EMAIL = "admin@example.com"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        err.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _run_with_db(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        await Tortoise.init(config=db.tortoise_config(settings.database_url))
+        try:
+            return await work()
+        finally:
+            await Tortoise.close_connections()
+
+    return asyncio.run(runner())
+
+
+def _migrate(settings: Settings) -> None:
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_start":
+            out.print(f"  applying {app_label}.{name} …", end="")
+        elif event == "apply_done":
+            out.print(" [green]done[/green]")
+
+    asyncio.run(db.migrate(settings.database_url, progress=progress))
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    settings = _settings()
+    out.print(f"Migrating {settings.database_url.split('://', 1)[0]} database …")
+    _migrate(settings)
+    out.print("[green]Database schema is up to date.[/green]")
+
+
+def _create_user(email: str, password: str, role: Role) -> None:
+    settings = _settings()
+    try:
+        user = _run_with_db(
+            settings, lambda: accounts.create_user(email=email, password=password, role=role)
+        )
+    except DomainError as exc:
+        err.print(f"[red]Could not create the user:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    out.print(f"Created {user.role.value} [bold]{user.email}[/bold].")
+
+
+@cli.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
+    ],
+) -> None:
+    """Create a console user with the admin role."""
+    _create_user(email, password, Role.ADMIN)
+
+
+@cli.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    role: Annotated[Role, typer.Option(case_sensitive=False, help="admin or operator.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
+    ],
+) -> None:
+    """Create a console user with the given role."""
+    _create_user(email, password, role)
+
+
+def _bootstrap_first_admin(settings: Settings, sign_in_url: str) -> None:
+    if _run_with_db(settings, accounts.has_users):
+        return
+    if settings.is_production:
+        out.print(
+            "[yellow]No console users yet.[/yellow] Create one with "
+            "[bold]polaris create-admin --email you@example.com[/bold]."
+        )
+        return
+    password = secrets.token_urlsafe(12)
+    _run_with_db(
+        settings,
+        lambda: accounts.create_user(email=FIRST_ADMIN_EMAIL, password=password, role=Role.ADMIN),
+    )
+    out.print()
+    out.print("[bold green]Created the first admin.[/bold green] Sign in with:")
+    out.print(f"  URL       {sign_in_url}")
+    out.print(f"  Email     {FIRST_ADMIN_EMAIL}")
+    out.print(f"  Password  {password}")
+    out.print("[dim]The password is shown only this once; keep it somewhere safe.[/dim]")
+    out.print()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the web service (console, device API, admin API)."""
+    settings = _settings()
+    if settings.should_auto_migrate:
+        _migrate(settings)
+    shown_host = settings.public_base_url if host in ("0.0.0.0", "::") else f"http://{host}:{port}"  # noqa: S104
+    _bootstrap_first_admin(settings, f"{shown_host}/login")
+    out.print(f"Serving on http://{host}:{port} (Ctrl+C to stop)")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,
+    )
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

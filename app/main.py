@@ -1,0 +1,120 @@
+"""create_app(settings): routes, middleware and the lifespan that owns every backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from tortoise.contrib.starlette import RegisterTortoise
+
+from app import db
+from app.api import auth as api_auth
+from app.api import health, users
+from app.api.errors import API_EXCEPTION_HANDLERS
+from app.auth import sessions
+from app.auth.ratelimit import RateLimiter
+from app.logging import configure_logging, get_logger
+from app.middleware import (
+    AccessLogMiddleware,
+    BodyLimitMiddleware,
+    ConsoleCSRFMiddleware,
+    SecurityHeadersMiddleware,
+)
+from app.settings import Settings, load_settings
+from app.web import auth as web_auth
+from app.web import home
+from app.web.errors import handle_web_error
+from app.web.rendering import STATIC_DIR
+
+log = get_logger(__name__)
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+# Paths where no browser session acts: device clients and token exchanges carry no cookie.
+CSRF_EXEMPT = [r"^/api/devices/", r"^/api/v1/auth/login$", r"^/api/v1/admin/app/(exchange-token|refresh)$"]
+# Sign-in through the console form is checked even before a session exists (login CSRF).
+CSRF_REQUIRED = [r"^/login$"]
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/.well-known/", "/healthz", "/readyz"))
+
+
+def _dispatch(api_handler: Handler) -> Handler:
+    async def handler(request: Request, exc: Exception) -> Response:
+        if _is_api(request):
+            return await api_handler(request, exc)
+        return await handle_web_error(request, exc)
+
+    return handler
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    configure_logging(level=settings.log_level, as_json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.should_auto_migrate:
+            await db.migrate(settings.database_url)
+        redis = (
+            Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+            if settings.redis_url
+            else None
+        )
+        app.state.redis = redis
+        app.state.rate_limiter = RateLimiter.for_backend(redis)
+        async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
+            log.info(
+                "started",
+                environment=settings.environment.value,
+                database=settings.database_url.split("://", 1)[0],
+                embedded=settings.is_embedded,
+            )
+            try:
+                yield
+            finally:
+                if redis is not None:
+                    await redis.aclose(close_connection_pool=True)
+
+    routes = [
+        *health.routes,
+        *api_auth.routes,
+        *users.routes,
+        *web_auth.routes,
+        *home.routes,
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    middleware = [
+        Middleware(CorrelationIdMiddleware, header_name="X-Request-ID"),
+        Middleware(AccessLogMiddleware),
+        Middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
+        Middleware(
+            ConsoleCSRFMiddleware,
+            secret=settings.secret,
+            cookie_name=sessions.CSRF_COOKIE,
+            header_name=sessions.CSRF_HEADER,
+            cookie_secure=settings.cookie_secure,
+            sensitive_cookies={sessions.SESSION_COOKIE},
+            required_urls=CSRF_REQUIRED,
+            exempt_urls=CSRF_EXEMPT,
+        ),
+    ]
+    handlers = {exc: _dispatch(handler) for exc, handler in API_EXCEPTION_HANDLERS.items()}
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=handlers,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tortoise import fields
+from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from app.models.device import Device
+
+
+class DeviceToken(Model):
+    # A long-lived credential pair; `lookup_id` is the public part of `pxd_<lookup>_<random>`.
+
+    id = fields.UUIDField(primary_key=True)
+    device: fields.ForeignKeyRelation[Device] = fields.ForeignKeyField(
+        "models.Device", related_name="tokens", on_delete=fields.CASCADE
+    )
+    lookup_id = fields.CharField(max_length=32, unique=True)
+    token_hash = fields.CharField(max_length=64)
+    secret_hash = fields.CharField(max_length=64)
+    state = fields.CharField(max_length=24, default="active", db_index=True)
+    issued_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    ended_at = fields.DatetimeField(null=True)
+    replaced_by_id = fields.UUIDField(null=True)
+
+    class Meta:
+        table = "device_tokens"

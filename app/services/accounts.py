@@ -1,0 +1,132 @@
+"""Console users: creation, sign-in and sign-out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from app import clock
+from app.auth import sessions
+from app.auth.passwords import hash_password, password_problem, verify_password
+from app.auth.ratelimit import RateLimiter
+from app.logging import get_logger
+from app.models import ConsoleSession, User
+from app.models.user import Role
+from app.services import audit
+from app.services.errors import DomainError, InvalidCredentials, UserAlreadyExists
+from app.settings import Settings
+
+log = get_logger(__name__)
+
+
+class WeakPassword(DomainError):
+    code = "validation_error"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: User
+    opened: sessions.OpenedSession
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def create_user(
+    *, email: str, password: str, role: Role, actor: audit.Actor | None = None
+) -> User:
+    if problem := password_problem(password):
+        raise WeakPassword(f"password {problem}")
+    password_hash = await hash_password(password)
+    email = normalise_email(email)
+    try:
+        async with in_transaction() as connection:
+            user = await User.create(
+                email=email,
+                password_hash=password_hash,
+                role=role,
+                created_at=clock.now(),
+                using_db=connection,
+            )
+            await audit.record(
+                audit.Entry(
+                    action="user.created",
+                    actor=actor or audit.Actor.system(),
+                    target_type="user",
+                    target_id=str(user.id),
+                    metadata={"email": email, "role": role.value},
+                ),
+                using_db=connection,
+            )
+    except IntegrityError as exc:
+        raise UserAlreadyExists from exc
+    return user
+
+
+async def list_users() -> list[User]:
+    return await User.all().order_by("email")
+
+
+async def has_users() -> bool:
+    return await User.exists()
+
+
+async def sign_in(
+    *,
+    email: str,
+    password: str,
+    ip: str | None,
+    user_agent: str | None,
+    previous_cookie: str | None,
+    limiter: RateLimiter,
+    settings: Settings,
+) -> SignedIn:
+    """Failures answer the same whether or not the account exists, in the same time."""
+    email = normalise_email(email)
+    account_key = ("login-account", email)
+    ip_key = ("login-ip", ip or "unknown")
+    await limiter.ensure_allowed(settings.login_failures_per_account, *account_key)
+    await limiter.ensure_allowed(settings.login_failures_per_ip, *ip_key)
+
+    user = await User.get_or_none(email=email)
+    usable = user if user is not None and user.is_active else None
+    if not await verify_password(password, usable.password_hash if usable else None):
+        await limiter.spend(settings.login_failures_per_account, *account_key)
+        await limiter.spend(settings.login_failures_per_ip, *ip_key)
+        log.info("sign_in_failed", email=email, ip=ip)
+        raise InvalidCredentials
+    assert usable is not None
+
+    # Rotation: whatever session this browser had before is ended, never upgraded.
+    if previous := await sessions.find_session(previous_cookie, settings):
+        await sessions.end_session(previous)
+    opened = await sessions.open_session(
+        user=usable, settings=settings, ip=ip, user_agent=user_agent
+    )
+    now = clock.now()
+    await User.filter(id=usable.id).update(last_login_at=now)
+    await audit.record(
+        audit.Entry(
+            action="user.signed_in",
+            actor=audit.Actor(type="user", id=str(usable.id), ip=ip),
+            target_type="user",
+            target_id=str(usable.id),
+        )
+    )
+    log.info("signed_in", user_id=str(usable.id), role=usable.role.value)
+    return SignedIn(usable, opened)
+
+
+async def sign_out(*, session: ConsoleSession, ip: str | None) -> None:
+    await sessions.end_session(session)
+    await audit.record(
+        audit.Entry(
+            action="user.signed_out",
+            actor=audit.Actor(type="user", id=str(session.user_id), ip=ip),  # type: ignore[attr-defined]
+            target_type="user",
+            target_id=str(session.user_id),  # type: ignore[attr-defined]
+        )
+    )

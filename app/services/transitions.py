@@ -1,0 +1,57 @@
+"""Fire a lifecycle event and persist it race-free.
+
+The machine validates the move against the row as it was read; the write is
+`UPDATE … WHERE id = ? AND state = <state read>`, so of two racing requests exactly one
+changes the row and the other gets `StaleState`. The audit row, if any, commits with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from app.services import audit
+from app.services.errors import StaleState
+from statemachines import LifecycleMachine
+
+M = TypeVar("M", bound=Model)
+
+
+async def fire(
+    row: M,
+    machine: type[LifecycleMachine],
+    event: str,
+    *,
+    changes: dict[str, Any] | None = None,
+    entry: audit.Entry | None = None,
+    **event_kwargs: Any,
+) -> M:
+    """Run `event` on `row`; on success the row carries its new state and `changes`.
+
+    Raises the machine's `TransitionNotAllowed` / `TransitionRefused` when the lifecycle
+    forbids the move, and `StaleState` when another writer moved the row first.
+    """
+    expected = row.state  # type: ignore[attr-defined]
+    try:
+        machine(model=row, state_field="state").send(event, **event_kwargs)
+        new_state = row.state  # type: ignore[attr-defined]
+        values = {"state": new_state, **(changes or {})}
+        async with in_transaction() as connection:
+            updated = (
+                await type(row)
+                .filter(pk=row.pk, state=expected)
+                .using_db(connection)
+                .update(**values)
+            )
+            if updated != 1:
+                raise StaleState
+            if entry is not None:
+                await audit.record(entry, using_db=connection)
+    except BaseException:
+        row.state = expected  # type: ignore[attr-defined]
+        raise
+    for name, value in (changes or {}).items():
+        setattr(row, name, value)
+    return row

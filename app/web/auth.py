@@ -1,0 +1,99 @@
+"""Sign-in and sign-out pages."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from app.auth import sessions
+from app.auth.access import authenticate
+from app.auth.client_ip import client_ip
+from app.services import accounts
+from app.services.errors import InvalidCredentials, RateLimited
+from app.settings import Settings
+from app.web.rendering import render
+
+
+class SignInForm(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+    next: str = "/"
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths: an open redirect after sign-in is a phishing aid."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+async def sign_in_page(request: Request) -> Response:
+    if await authenticate(request) is not None:
+        return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+    return render(
+        request,
+        "login.html",
+        {"next": safe_next(request.query_params.get("next"))},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _form_error(request: Request, message: str, status: int) -> Response:
+    return render(request, "partials/form_error.html", {"message": message}, status=status)
+
+
+async def sign_in(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    try:
+        form = SignInForm.model_validate(dict(await request.form()))
+    except ValidationError:
+        return _form_error(request, "Enter your email and password.", 400)
+    try:
+        signed_in = await accounts.sign_in(
+            email=form.email,
+            password=form.password,
+            ip=client_ip(request, settings.trusted_proxy_hops),
+            user_agent=request.headers.get("user-agent"),
+            previous_cookie=request.cookies.get(sessions.SESSION_COOKIE),
+            limiter=request.app.state.rate_limiter,
+            settings=settings,
+        )
+    except InvalidCredentials as exc:
+        return _form_error(request, exc.message, 401)
+    except RateLimited as exc:
+        return _form_error(
+            request,
+            f"Too many failed attempts. Try again in {exc.retry_after} seconds.",
+            429,
+        )
+    response = Response(status_code=204, headers={"HX-Redirect": safe_next(form.next)})
+    sessions.set_session_cookies(response, signed_in.opened, settings)
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    principal = await authenticate(request)
+    if principal is not None and principal.session is not None:
+        await accounts.sign_out(
+            session=principal.session, ip=client_ip(request, settings.trusted_proxy_hops)
+        )
+    response = Response(status_code=204, headers={"HX-Redirect": "/login"})
+    sessions.clear_session_cookies(response, settings)
+    return response
+
+
+routes = [
+    Route("/login", sign_in_page, methods=["GET"]),
+    Route("/login", sign_in, methods=["POST"]),
+    Route("/logout", sign_out, methods=["POST"]),
+]

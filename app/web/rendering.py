@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from app.settings import Settings
+
+_HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=_HERE / "templates")
+STATIC_DIR = _HERE / "static"
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    settings: Settings = request.app.state.settings
+    base = {"site_name": settings.site_name, "principal": request.scope.get("polaris.principal")}
+    return templates.TemplateResponse(
+        request, name, {**base, **(context or {})}, status_code=status, headers=headers
+    )

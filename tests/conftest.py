@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from tortoise import Tortoise
+
+from app import clock, db
+from app.main import create_app
+from app.models import AuditEvent, ConsoleSession, Device, DeviceToken, PairingSession, User
+from app.settings import Settings
+from tests import backends
+
+BACKEND = backends.selected()
+# Children before parents, so foreign keys never block the wipe between tests.
+TABLES = (AuditEvent, DeviceToken, PairingSession, Device, ConsoleSession, User)
+
+
+def pytest_report_header() -> list[str]:
+    return [f"polaris backend: {BACKEND.name} (database={BACKEND.database_url or 'sqlite file'}, "
+            f"redis={BACKEND.redis_url or 'none: in-memory'})"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = backends.unreachable_services(BACKEND)
+    if missing and backends.IN_CI:
+        pytest.exit(f"CI=true but unreachable: {', '.join(missing)}", returncode=3)
+    config.stash[_MISSING] = missing
+
+
+_MISSING = pytest.StashKey[list[str]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = config.stash[_MISSING]
+    for item in items:
+        if missing:
+            item.add_marker(pytest.mark.skip(reason=f"unreachable: {', '.join(missing)}"))
+        elif not BACKEND.is_postgres and (
+            item.get_closest_marker("postgres") or item.get_closest_marker("redis")
+        ):
+            item.add_marker(pytest.mark.skip(reason="runs in the postgres+redis pass"))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if BACKEND.database_url is None:
+        return f"sqlite://{tmp_path_factory.mktemp('db') / 'polaris.db'}"
+    backends.reset_postgres_sync(BACKEND.database_url)
+    return BACKEND.database_url
+
+
+@pytest.fixture(scope="session")
+async def migrated(database_url: str) -> str:
+    await db.migrate(database_url)
+    return database_url
+
+
+@pytest.fixture
+def settings(migrated: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=migrated,
+        redis_url=BACKEND.redis_url,
+        secret_key="test-secret-key-with-enough-entropy-0123456789",  # type: ignore[arg-type]
+        data_dir=tmp_path / "data",
+        public_base_url="http://testserver",
+        auto_migrate=False,
+        log_json=True,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _real_clock() -> Iterator[None]:
+    clock.reset()
+    yield
+    clock.reset()
+
+
+async def _wipe(redis_url: str | None) -> None:
+    for model in TABLES:
+        await model.all().delete()
+    if redis_url is not None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await redis.flushdb()
+        finally:
+            await redis.aclose()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        await _wipe(settings.redis_url)
+        yield application
+
+
+@pytest.fixture
+async def orm(settings: Settings) -> AsyncIterator[None]:
+    """Tortoise without the app, for service-level tests."""
+    await Tortoise.init(config=db.tortoise_config(settings.database_url))
+    try:
+        await _wipe(settings.redis_url)
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
