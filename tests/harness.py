@@ -68,15 +68,15 @@ class ServerProcess:
         return self.workdir / f"server-{self.port}.log"
 
     def start(self, timeout: float = 30) -> ServerProcess:
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [*POLARIS, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env={**self.env, "PUBLIC_BASE_URL": self.url},
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*POLARIS, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env={**self.env, "PUBLIC_BASE_URL": self.url},
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,57 @@
+"""The README's first command, as a new operator meets it: a real `polaris serve`."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.harness import ServerProcess, base_env
+
+
+def test_first_run_prints_working_credentials_once(server: ServerProcess) -> None:
+    email, password = server.first_admin()
+    assert f"{server.url}/login" in server.output()
+    assert httpx.get(f"{server.url}/login").status_code == 200
+
+    with httpx.Client(base_url=server.url) as client:
+        login = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200
+        assert login.json()["user"]["role"] == "admin"
+        session_cookie = client.cookies["polaris_session"]
+        csrf = login.json()["csrfToken"]
+        assert client.get("/").status_code == 200
+        bad = client.post("/api/v1/auth/login", json={"email": email, "password": "wrong-guess-123"})
+        assert bad.status_code == 401
+    server.stop()
+
+    again = ServerProcess(server.workdir, server.env, port=server.port)
+    again.start()
+    try:
+        with httpx.Client(base_url=again.url) as client:
+            relogin = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+            assert relogin.status_code == 200
+    finally:
+        again.stop()
+    output = again.output()  # both runs, appended
+    assert output.count("Created the first admin") == 1  # the second run reuses the database
+    assert output.count("Serving on") == 2
+
+    # Nothing secret in any log line: the password only in the one-time banner, never the
+    # session id, the CSRF token or a mistyped password.
+    assert output.count(password) == 1
+    for secret in (session_cookie, csrf, "wrong-guess-123"):
+        assert secret not in output
+
+
+def test_readiness_and_request_logs_are_json(server: ServerProcess) -> None:
+    response = httpx.get(f"{server.url}/readyz")
+    assert response.json() == {"status": "ready", "checks": {"database": True}}
+    request_lines = [line for line in server.output().splitlines() if '"event": "request"' in line]
+    assert any('"path": "/readyz"' in line and '"request_id"' in line for line in request_lines)
+
+
+def test_production_mode_refuses_to_start_without_secret_key(workdir) -> None:  # type: ignore[no-untyped-def]
+    from tests.harness import run_cli
+
+    result = run_cli(["serve"], base_env(workdir, POLARIS_ENV="production"))
+    assert result.returncode == 2
+    assert "SECRET_KEY is required" in result.stderr + result.stdout
