@@ -82,9 +82,7 @@ def _create_user(email: str, password: str, role: Role) -> None:
 @cli.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(help="Sign-in email.")],
-    password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
-    ],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
     """Create a console user with the admin role."""
     _create_user(email, password, Role.ADMIN)
@@ -94,9 +92,7 @@ def create_admin(
 def create_user(
     email: Annotated[str, typer.Option(help="Sign-in email.")],
     role: Annotated[Role, typer.Option(case_sensitive=False, help="admin or operator.")],
-    password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
-    ],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
     """Create a console user with the given role."""
     _create_user(email, password, role)
@@ -133,6 +129,7 @@ def serve(
 ) -> None:
     """Run the web service (console, device API, admin API)."""
     settings = _settings()
+    # Here, once, rather than in each worker's lifespan, so `--workers N` never races.
     if settings.should_auto_migrate:
         _migrate(settings)
     shown_host = settings.public_base_url if host in ("0.0.0.0", "::") else f"http://{host}:{port}"  # noqa: S104

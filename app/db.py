@@ -45,4 +45,3 @@ async def migrate(
         await run_migrations(config=tortoise_config(database_url), progress=progress)
     finally:
         await Tortoise.close_connections()
-

@@ -16,8 +16,15 @@ from starlette.staticfiles import StaticFiles
 from tortoise.contrib.starlette import RegisterTortoise
 
 from app import db
+from app.api import (
+    audit_log,
+    device_registration,
+    devices,
+    health,
+    pairing_sessions,
+    users,
+)
 from app.api import auth as api_auth
-from app.api import health, users
 from app.api.errors import API_EXCEPTION_HANDLERS
 from app.auth import sessions
 from app.auth.ratelimit import RateLimiter
@@ -29,8 +36,9 @@ from app.middleware import (
     SecurityHeadersMiddleware,
 )
 from app.settings import Settings, load_settings
+from app.web import audit_log as web_audit_log
 from app.web import auth as web_auth
-from app.web import home
+from app.web import fleet, pairing
 from app.web.errors import handle_web_error
 from app.web.rendering import STATIC_DIR
 
@@ -39,7 +47,11 @@ log = get_logger(__name__)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 # Paths where no browser session acts: device clients and token exchanges carry no cookie.
-CSRF_EXEMPT = [r"^/api/devices/", r"^/api/v1/auth/login$", r"^/api/v1/admin/app/(exchange-token|refresh)$"]
+CSRF_EXEMPT = [
+    r"^/api/devices/",
+    r"^/api/v1/auth/login$",
+    r"^/api/v1/admin/app/(exchange-token|refresh)$",
+]
 # Sign-in through the console form is checked even before a session exists (login CSRF).
 CSRF_REQUIRED = [r"^/login$"]
 
@@ -63,8 +75,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if settings.should_auto_migrate:
-            await db.migrate(settings.database_url)
         redis = (
             Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
             if settings.redis_url
@@ -89,8 +99,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *health.routes,
         *api_auth.routes,
         *users.routes,
+        *device_registration.routes,
+        *pairing_sessions.routes,
+        *devices.routes,
+        *audit_log.routes,
         *web_auth.routes,
-        *home.routes,
+        *fleet.routes,
+        *pairing.routes,
+        *web_audit_log.routes,
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [

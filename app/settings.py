@@ -25,7 +25,9 @@ class ConfigurationError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     environment: Environment = Field(
         default=Environment.DEVELOPMENT, validation_alias="POLARIS_ENV"
@@ -49,6 +51,9 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=12, gt=0)
     login_failures_per_account: str = "5/15minutes"
     login_failures_per_ip: str = "30/15minutes"
+    redeem_failures_per_ip: str = "20/10minutes"
+    redeem_failures_global: str = "1000/minute"
+    pairing_poll_interval_seconds: int = Field(default=5, gt=0)
     max_request_bytes: int = Field(default=16 * 1024, gt=0)
     # Number of reverse-proxy hops whose X-Forwarded-For entries are trusted.
     trusted_proxy_hops: int = Field(default=0, ge=0)

@@ -12,7 +12,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-POSTGRES_URL = os.environ.get("POLARIS_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "POLARIS_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("POLARIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

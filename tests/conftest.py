@@ -22,8 +22,10 @@ TABLES = (AuditEvent, DeviceToken, PairingSession, Device, ConsoleSession, User)
 
 
 def pytest_report_header() -> list[str]:
-    return [f"polaris backend: {BACKEND.name} (database={BACKEND.database_url or 'sqlite file'}, "
-            f"redis={BACKEND.redis_url or 'none: in-memory'})"]
+    return [
+        f"polaris backend: {BACKEND.name} (database={BACKEND.database_url or 'sqlite file'}, "
+        f"redis={BACKEND.redis_url or 'none: in-memory'})"
+    ]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -114,5 +116,13 @@ async def orm(settings: Settings) -> AsyncIterator[None]:
 @pytest.fixture
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def device_client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A scanner app: no cookies, its own address."""
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.23", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c

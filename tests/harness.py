@@ -42,11 +42,18 @@ def base_env(workdir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], *, input_text: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], *, input_text: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*POLARIS, *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-        input=input_text, timeout=timeout, check=False,
+        [*POLARIS, *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        input=input_text,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -36,7 +36,9 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def parse_body(request: Request, schema: type[S]) -> S:
+async def parse_body(
+    request: Request, schema: type[S], *, context: dict[str, Any] | None = None
+) -> S:
     if not _is_json(request.headers.get("content-type", "")):
         raise UnsupportedMediaType
     # The app's body limit raises 413 from inside `body()` before we ever see the bytes.
@@ -46,6 +48,13 @@ async def parse_body(request: Request, schema: type[S]) -> S:
     except orjson.JSONDecodeError as exc:
         raise InvalidBody from exc
     try:
-        return schema.model_validate(data)
+        return schema.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise BodyValidationFailed(exc) from exc
+
+
+def parse_query(request: Request, schema: type[S]) -> S:
+    try:
+        return schema.model_validate(dict(request.query_params))
     except ValidationError as exc:
         raise BodyValidationFailed(exc) from exc

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from app.services import pairing_codes
 
 
 class ApiModel(BaseModel):
@@ -28,3 +38,69 @@ class UserOut(ApiModel):
 class LoginResponse(ApiModel):
     user: UserOut
     csrf_token: str
+
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+Challenge = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-_]{43}$")]
+Verifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-._~]{43,128}$")]
+PushToken = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{1,200}$")]
+
+
+class RegisterRequest(ApiModel):
+    code: str
+    code_challenge: Challenge
+    label: Label
+    platform: Literal["ios", "macos", "ipados"]
+    model: ShortText
+    os_version: ShortText
+    app_version: ShortText
+    apns_environment: Literal["sandbox", "production"]
+    capabilities: Annotated[list[str], Field(min_length=1, max_length=16)]
+    push_token: PushToken | None = None
+    pairing_proof: Verifier | None = None
+
+    @field_validator("code")
+    @classmethod
+    def _normalise_code(cls, value: str) -> str:
+        try:
+            return pairing_codes.normalise(value)
+        except pairing_codes.MalformedCode as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        supported = (info.context or {}).get("capabilities", ())
+        unknown = sorted(set(value) - set(supported))
+        if unknown:
+            raise ValueError(
+                f"unsupported: {', '.join(unknown)}; supported: {', '.join(supported)}"
+            )
+        return list(dict.fromkeys(value))
+
+
+class PollRequest(ApiModel):
+    pairing_id: UUID
+    code_verifier: Verifier
+
+
+class ApproveRequest(ApiModel):
+    capabilities: Annotated[list[str], Field(min_length=1, max_length=16)] | None = None
+
+
+class DeviceListQuery(ApiModel):
+    kind: Literal["scanner", "admin_app"] | None = None
+    platform: Literal["ios", "macos", "ipados", "android"] | None = None
+    online: bool | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] | None = None
+    include_deregistered: bool = False
+    cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class AuditQuery(ApiModel):
+    action: Annotated[str, StringConstraints(max_length=64)] | None = None
+    device_id: UUID | None = None
+    cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50

@@ -29,9 +29,7 @@ async def authenticate(connection: HTTPConnection) -> Principal | None:
     if cached is not _UNSET:
         return cached  # type: ignore[no-any-return]
     principal = None
-    session = await sessions.find_session(
-        connection.cookies.get(sessions.SESSION_COOKIE), settings
-    )
+    session = await sessions.find_session(connection.cookies.get(sessions.SESSION_COOKIE), settings)
     if session is not None and session.user.is_active:
         principal = Principal(user=session.user, session=session)
     connection.scope["polaris.principal"] = principal

@@ -6,9 +6,9 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from redis.asyncio import Redis
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 
 from app.services.errors import RateLimited
 

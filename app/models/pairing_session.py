@@ -33,13 +33,16 @@ class PairingSession(Model):
         "models.User", related_name="pairing_sessions", on_delete=fields.CASCADE
     )
     console_session: fields.ForeignKeyNullableRelation[ConsoleSession] = fields.ForeignKeyField(
-        "models.ConsoleSession", related_name="pairing_sessions", null=True,
+        "models.ConsoleSession",
+        related_name="pairing_sessions",
+        null=True,
         on_delete=fields.SET_NULL,
     )
     device: fields.ForeignKeyNullableRelation[Device] = fields.ForeignKeyField(
         "models.Device", related_name="pairing_sessions", null=True, on_delete=fields.SET_NULL
     )
     failed_attempts = fields.IntField(default=0)
+    last_polled_at = fields.DatetimeField(null=True)
     pending_device = fields.JSONField(null=True)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(db_index=True)

@@ -10,6 +10,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app import clock
 from app.models import AuditEvent
+from app.services.pagination import Page, newest_first
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +48,18 @@ async def record(entry: Entry, *, using_db: BaseDBAsyncClient | None = None) -> 
         request_id=correlation_id.get(),
         using_db=using_db,
     )
+
+
+async def list_events(
+    *, action: str | None, device_id: str | None, cursor: str | None, limit: int
+) -> Page[AuditEvent]:
+    query = AuditEvent.all()
+    if action:
+        query = query.filter(action=action)
+    if device_id:
+        query = query.filter(target_type="device", target_id=device_id)
+    return await newest_first(query, time_field="at", cursor=cursor, limit=limit)
+
+
+async def for_device(device_id: str, limit: int = 50) -> list[AuditEvent]:
+    return await AuditEvent.filter(target_type="device", target_id=device_id).limit(limit)

@@ -66,3 +66,59 @@ class Unavailable(DomainError):
 class UserAlreadyExists(DomainError):
     code = "conflict"
     default_message = "A user with this email already exists."
+
+
+class InvalidInput(DomainError):
+    """Input that passed the schema but not a rule known only to the service."""
+
+    code = "validation_error"
+    default_message = "The request is invalid."
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidCode(DomainError):
+    code = "invalid_code"
+    default_message = "This pairing code is not valid."
+
+
+class CodeExpired(DomainError):
+    code = "code_expired"
+    default_message = "This pairing code has expired; ask for a new one."
+
+
+class CodeAlreadyUsed(DomainError):
+    code = "code_already_used"
+    default_message = "This pairing code has already been used."
+
+
+class InvalidProof(DomainError):
+    code = "invalid_proof"
+    default_message = "The proof does not match this pairing session."
+
+
+class SessionBurned(DomainError):
+    code = "session_burned"
+    default_message = "Too many wrong proofs; this pairing session is closed."
+
+
+class AuthorizationPending(DomainError):
+    code = "authorization_pending"
+    default_message = "Waiting for an admin to approve this device."
+
+
+class SlowDown(DomainError):
+    code = "slow_down"
+    default_message = "Polling too fast; wait longer between polls."
+
+
+class AccessDenied(DomainError):
+    code = "access_denied"
+    default_message = "An admin rejected this device."
+
+
+class ExpiredToken(DomainError):
+    code = "expired_token"
+    default_message = "The pairing session expired before it completed."

@@ -7,8 +7,11 @@ changes the row and the other gets `StaleState`. The audit row, if any, commits 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -26,22 +29,26 @@ async def fire(
     *,
     changes: dict[str, Any] | None = None,
     entry: audit.Entry | None = None,
+    where: dict[str, Any] | None = None,
+    using_db: BaseDBAsyncClient | None = None,
     **event_kwargs: Any,
 ) -> M:
     """Run `event` on `row`; on success the row carries its new state and `changes`.
 
+    `where` adds conditions to the write (e.g. `expires_at__gt=now`, so expiry is checked by
+    the same statement); `using_db` joins the caller's transaction instead of opening one.
     Raises the machine's `TransitionNotAllowed` / `TransitionRefused` when the lifecycle
-    forbids the move, and `StaleState` when another writer moved the row first.
+    forbids the move, and `StaleState` when the write matched no row.
     """
     expected = row.state  # type: ignore[attr-defined]
     try:
         machine(model=row, state_field="state").send(event, **event_kwargs)
         new_state = row.state  # type: ignore[attr-defined]
         values = {"state": new_state, **(changes or {})}
-        async with in_transaction() as connection:
+        async with _transaction(using_db) as connection:
             updated = (
                 await type(row)
-                .filter(pk=row.pk, state=expected)
+                .filter(pk=row.pk, state=expected, **(where or {}))
                 .using_db(connection)
                 .update(**values)
             )
@@ -55,3 +62,12 @@ async def fire(
     for name, value in (changes or {}).items():
         setattr(row, name, value)
     return row
+
+
+@asynccontextmanager
+async def _transaction(using_db: BaseDBAsyncClient | None) -> AsyncIterator[BaseDBAsyncClient]:
+    if using_db is not None:
+        yield using_db
+        return
+    async with in_transaction() as connection:
+        yield connection

@@ -26,9 +26,7 @@ _TITLES = {
 
 def error_page(request: Request, status: int, message: str) -> Response:
     title = _TITLES.get(status, "Request failed")
-    return render(
-        request, "error.html", {"title": title, "message": message}, status=status
-    )
+    return render(request, "error.html", {"title": title, "message": message}, status=status)
 
 
 async def handle_web_error(request: Request, exc: Exception) -> Response:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 
 @dataclass
@@ -39,3 +41,76 @@ class ConsoleHeader:
 
     def sign_out(self) -> None:
         self.page.get_by_test_id("sign-out").click()
+
+
+@dataclass
+class RegisterDialog:
+    page: Page
+
+    @property
+    def dialog(self) -> Locator:
+        return self.page.locator("dialog#register-dialog")
+
+    def code(self) -> str:
+        locator = self.dialog.get_by_test_id("pairing-code")
+        expect(locator).to_be_visible()
+        return locator.inner_text()
+
+    def seconds_left(self) -> str:
+        return self.dialog.get_by_test_id("countdown").inner_text()
+
+    def scan_qr(self, workdir: Path) -> str:
+        """Decode the QR on screen with zbar, as a phone camera would."""
+        shot = workdir / "qr.png"
+        self.dialog.get_by_test_id("pairing-qr").screenshot(path=str(shot))
+        decoded = subprocess.run(
+            ["zbarimg", "--raw", "-q", str(shot)], capture_output=True, text=True, check=True
+        )
+        return decoded.stdout.strip()
+
+    def status(self) -> Locator:
+        return self.dialog.get_by_test_id("pairing-status")
+
+    def wait_for_pending_device(self) -> Locator:
+        pending = self.dialog.get_by_test_id("pending-device")
+        expect(pending).to_be_visible(timeout=10_000)
+        return pending
+
+    def paired_link(self) -> Locator:
+        link = self.dialog.get_by_test_id("paired").get_by_role("link")
+        expect(link).to_be_visible(timeout=10_000)
+        return link
+
+
+@dataclass
+class DevicesPage:
+    page: Page
+
+    def open(self) -> DevicesPage:
+        self.page.goto("/admin/devices")
+        return self
+
+    def register_device(self) -> RegisterDialog:
+        self.page.get_by_test_id("register-device").click()
+        dialog = RegisterDialog(self.page)
+        expect(dialog.dialog).to_be_visible()
+        return dialog
+
+    def labels(self) -> list[str]:
+        return self.page.locator("[data-testid=fleet] tbody tr td:first-child").all_inner_texts()
+
+
+@dataclass
+class DevicePage:
+    page: Page
+
+    def identity(self) -> str:
+        return self.page.get_by_test_id("identity").inner_text()
+
+    def token_rows(self) -> Locator:
+        return self.page.get_by_test_id("tokens").locator("tbody tr")
+
+    def deregister(self) -> None:
+        self.page.once("dialog", lambda confirm: confirm.accept())
+        self.page.get_by_test_id("deregister").click()
+        expect(self.page.get_by_test_id("device-state")).to_have_text("Deregistered")

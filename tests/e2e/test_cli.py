@@ -20,15 +20,31 @@ def test_create_user_with_roles_and_clear_failures(workdir: Path) -> None:
     env = base_env(workdir)
     assert run_cli(["migrate"], env).returncode == 0
     created = run_cli(
-        ["create-user", "--email", "Ops@Example.com", "--role", "operator",
-         "--password", "long-enough-password"], env,
+        [
+            "create-user",
+            "--email",
+            "Ops@Example.com",
+            "--role",
+            "operator",
+            "--password",
+            "long-enough-password",
+        ],
+        env,
     )
     assert created.returncode == 0, created.stderr
     assert "Created operator ops@example.com" in created.stdout
 
     duplicate = run_cli(
-        ["create-user", "--email", "ops@example.com", "--role", "admin",
-         "--password", "long-enough-password"], env,
+        [
+            "create-user",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "admin",
+            "--password",
+            "long-enough-password",
+        ],
+        env,
     )
     assert duplicate.returncode == 1
     assert "already exists" in duplicate.stderr

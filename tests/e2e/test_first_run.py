@@ -19,7 +19,9 @@ def test_first_run_prints_working_credentials_once(server: ServerProcess) -> Non
         session_cookie = client.cookies["polaris_session"]
         csrf = login.json()["csrfToken"]
         assert client.get("/").status_code == 200
-        bad = client.post("/api/v1/auth/login", json={"email": email, "password": "wrong-guess-123"})
+        bad = client.post(
+            "/api/v1/auth/login", json={"email": email, "password": "wrong-guess-123"}
+        )
         assert bad.status_code == 401
     server.stop()
 

@@ -15,7 +15,9 @@ LOGIN = "/api/v1/auth/login"
 
 async def test_login_opens_session_with_hardened_cookies(client: httpx.AsyncClient) -> None:
     admin = await make_user(Role.ADMIN)
-    response = await client.post(LOGIN, json={"email": "ADMIN@example.com ", "password": DEFAULT_PASSWORD})
+    response = await client.post(
+        LOGIN, json={"email": "ADMIN@example.com ", "password": DEFAULT_PASSWORD}
+    )
 
     assert response.status_code == 200
     body = response.json()
@@ -38,8 +40,12 @@ async def test_wrong_password_and_unknown_email_answer_identically(
     client: httpx.AsyncClient,
 ) -> None:
     await make_user(Role.ADMIN)
-    wrong = await client.post(LOGIN, json={"email": "admin@example.com", "password": "nope-nope-nope"})
-    unknown = await client.post(LOGIN, json={"email": "ghost@example.com", "password": "nope-nope-nope"})
+    wrong = await client.post(
+        LOGIN, json={"email": "admin@example.com", "password": "nope-nope-nope"}
+    )
+    unknown = await client.post(
+        LOGIN, json={"email": "ghost@example.com", "password": "nope-nope-nope"}
+    )
 
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.headers["content-type"] == "application/problem+json"
@@ -52,10 +58,14 @@ async def test_wrong_password_and_unknown_email_answer_identically(
 async def test_failed_logins_are_rate_limited_per_account(client: httpx.AsyncClient) -> None:
     await make_user(Role.ADMIN)
     for _ in range(5):
-        r = await client.post(LOGIN, json={"email": "admin@example.com", "password": "wrong-password"})
+        r = await client.post(
+            LOGIN, json={"email": "admin@example.com", "password": "wrong-password"}
+        )
         assert r.status_code == 401
     # Even the right password is refused while the account's budget is spent.
-    limited = await client.post(LOGIN, json={"email": "admin@example.com", "password": DEFAULT_PASSWORD})
+    limited = await client.post(
+        LOGIN, json={"email": "admin@example.com", "password": DEFAULT_PASSWORD}
+    )
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate_limited"
     assert int(limited.headers["retry-after"]) > 0
@@ -68,7 +78,9 @@ async def test_failed_logins_are_rate_limited_per_account(client: httpx.AsyncCli
 
 async def test_failed_logins_are_rate_limited_per_ip(client: httpx.AsyncClient) -> None:
     for n in range(30):
-        r = await client.post(LOGIN, json={"email": f"user{n}@example.com", "password": "wrong-password"})
+        r = await client.post(
+            LOGIN, json={"email": f"user{n}@example.com", "password": "wrong-password"}
+        )
         assert r.status_code == 401
     limited = await client.post(LOGIN, json={"email": "fresh@example.com", "password": "wrong"})
     assert limited.status_code == 429
@@ -165,12 +177,10 @@ async def test_admin_creates_users_and_it_is_audited(client: httpx.AsyncClient) 
         headers=signed.write_headers(),
     )
     assert duplicate.status_code == 409
-    event = await AuditEvent.get(action="user.created", metadata__contains={"email": "ops@example.com"}) if False else None  # noqa: E501
     events = await AuditEvent.filter(action="user.created", actor_id=str(admin.id))
     assert len(events) == 1
     assert events[0].metadata == {"email": "ops@example.com", "role": "operator"}
     assert "long-enough-password" not in str(events[0].metadata)
-    assert event is None
 
 
 async def test_anonymous_api_calls_get_401(client: httpx.AsyncClient) -> None:
@@ -183,15 +193,38 @@ async def test_anonymous_api_calls_get_401(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "status", "code"),
     [
-        ({"content": b"email=a&password=b", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415, "unsupported_media_type"),
-        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "validation_error"),
+        (
+            {
+                "content": b"email=a&password=b",
+                "headers": {"content-type": "application/x-www-form-urlencoded"},
+            },
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            "validation_error",
+        ),
         ({"json": {"email": "a@example.com"}}, 400, "validation_error"),
-        ({"json": {"email": "a@example.com", "password": "x", "admin": True}}, 400, "validation_error"),
+        (
+            {"json": {"email": "a@example.com", "password": "x", "admin": True}},
+            400,
+            "validation_error",
+        ),
         ({"json": {"email": 5, "password": ["x"]}}, 400, "validation_error"),
         ({"json": ["a@example.com", "x"]}, 400, "validation_error"),
         ({"json": {"email": "a@example.com", "password": "x" * 20_000}}, 413, "payload_too_large"),
     ],
-    ids=["form-encoded", "malformed-json", "missing-field", "unknown-field", "wrong-types", "array", "oversized"],
+    ids=[
+        "form-encoded",
+        "malformed-json",
+        "missing-field",
+        "unknown-field",
+        "wrong-types",
+        "array",
+        "oversized",
+    ],
 )
 async def test_login_rejects_bad_input_with_problem_json(
     client: httpx.AsyncClient, kwargs: dict[str, object], status: int, code: str

@@ -61,7 +61,8 @@ async def test_console_sign_in_and_out(client: httpx.AsyncClient) -> None:
     )
     assert ok.status_code == 204
     assert ok.headers["hx-redirect"] == "/"  # never an open redirect
-    home = await client.get("/")
+    home = await client.get("/", follow_redirects=True)
+    assert str(home.url).endswith("/admin/devices")
     assert home.status_code == 200
     assert "ops@example.com" in home.text
     assert "operator" in home.text

@@ -44,8 +44,14 @@ def _entry(session: PairingSession, n: int) -> audit.Entry:
 
 async def test_fire_moves_state_and_writes_audit_together() -> None:
     session = await _minted_session()
-    await fire(session, PairingSessionMachine, "redeem", now=clock.now(),
-               changes={"resolved_at": clock.now()}, entry=_entry(session, 0))
+    await fire(
+        session,
+        PairingSessionMachine,
+        "redeem",
+        now=clock.now(),
+        changes={"resolved_at": clock.now()},
+        entry=_entry(session, 0),
+    )
     stored = await PairingSession.get(id=session.id)
     assert stored.state == "redeemed"
     assert stored.resolved_at is not None
@@ -55,8 +61,9 @@ async def test_fire_moves_state_and_writes_audit_together() -> None:
 async def test_forbidden_event_changes_nothing() -> None:
     session = await _minted_session()
     with pytest.raises(TransitionNotAllowed):
-        await fire(session, PairingSessionMachine, "approve", now=clock.now(),
-                   entry=_entry(session, 0))
+        await fire(
+            session, PairingSessionMachine, "approve", now=clock.now(), entry=_entry(session, 0)
+        )
     assert session.state == "minted"
     assert (await PairingSession.get(id=session.id)).state == "minted"
     assert await AuditEvent.filter(action="pairing.redeemed").count() == 0
@@ -67,8 +74,13 @@ async def test_stale_row_loses_and_rolls_back_its_audit() -> None:
     stale_copy = await PairingSession.get(id=session.id)
     await fire(session, PairingSessionMachine, "cancel")
     with pytest.raises(StaleState):
-        await fire(stale_copy, PairingSessionMachine, "redeem", now=clock.now(),
-                   entry=_entry(stale_copy, 1))
+        await fire(
+            stale_copy,
+            PairingSessionMachine,
+            "redeem",
+            now=clock.now(),
+            entry=_entry(stale_copy, 1),
+        )
     assert stale_copy.state == "minted"  # the in-memory row is put back as it was read
     assert (await PairingSession.get(id=session.id)).state == "cancelled"
     assert await AuditEvent.filter(action="pairing.redeemed").count() == 0

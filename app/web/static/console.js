@@ -1,6 +1,7 @@
-// Every htmx request carries the CSRF token from the console's cookie (double submit).
+// The console's only script: CSRF header on htmx requests, the register dialog, countdowns.
 (function () {
   "use strict";
+
   function readCookie(name) {
     const prefix = name + "=";
     for (const part of document.cookie.split(";")) {
@@ -9,8 +10,50 @@
     }
     return null;
   }
+
+  // Double-submit CSRF: echo the cookie in the header the server checks.
   document.addEventListener("htmx:configRequest", function (event) {
     const token = readCookie("polaris_csrf");
     if (token) event.detail.headers["X-CSRF-Token"] = token;
   });
+
+  // Content swapped into a dialog opens it.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const dialog = event.detail.target.closest("dialog");
+    if (dialog && !dialog.open) dialog.showModal();
+    startCountdowns(event.detail.target);
+  });
+
+  document.addEventListener("click", function (event) {
+    const closer = event.target.closest("[data-close-dialog]");
+    if (closer) closer.closest("dialog").close();
+  });
+
+  // Escape closes a dialog without cancelling its code; say goodbye to the code explicitly.
+  document.addEventListener("close", function (event) {
+    if (event.target.id === "register-dialog") {
+      const body = event.target.querySelector("#register-dialog-body");
+      if (body) body.replaceChildren();
+    }
+  }, true);
+
+  // Counts down from the server's expiry; the browser clock only measures elapsed time.
+  function startCountdowns(root) {
+    for (const el of root.querySelectorAll("[data-countdown]")) {
+      if (el.dataset.started) continue;
+      el.dataset.started = "1";
+      const total = Math.max(0, (Date.parse(el.dataset.countdown) - Date.parse(el.dataset.serverNow || new Date().toISOString())) / 1000);
+      const started = performance.now();
+      const tick = function () {
+        if (!el.isConnected) return;
+        const left = Math.max(0, Math.ceil(total - (performance.now() - started) / 1000));
+        el.textContent = left > 0 ? left + " s" : "expired";
+        el.classList.toggle("expired", left === 0);
+        if (left > 0) setTimeout(tick, 250);
+      };
+      tick();
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { startCountdowns(document); });
 })();

@@ -1,0 +1,81 @@
+"""Admin API for the fleet: list, inspect, deregister, revoke a credential."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import clock
+from app.api.actors import request_ip
+from app.api.bodies import parse_query
+from app.api.responses import json_response
+from app.api.schemas import DeviceListQuery
+from app.api.views import audit_view, device_view, token_view
+from app.auth.access import require_admin, require_reader
+from app.services import audit, devices
+from app.settings import Settings
+
+
+async def list_devices(request: Request) -> Response:
+    await require_reader(request)
+    settings: Settings = request.app.state.settings
+    query = parse_query(request, DeviceListQuery)
+    page = await devices.list_devices(
+        devices.FleetFilter(
+            kind=query.kind,
+            platform=query.platform,
+            online=query.online,
+            q=query.q,
+            include_deregistered=query.include_deregistered,
+        ),
+        cursor=query.cursor,
+        limit=query.limit,
+        settings=settings,
+    )
+    now = clock.now()
+    return json_response(
+        {
+            "items": [device_view(d, now=now, settings=settings) for d in page.items],
+            "nextCursor": page.next_cursor,
+        }
+    )
+
+
+async def show(request: Request) -> Response:
+    await require_reader(request)
+    settings: Settings = request.app.state.settings
+    device = await devices.get_device(request.path_params["device_id"])
+    view = device_view(device, now=clock.now(), settings=settings, with_tokens=True)
+    view["audit"] = [audit_view(e) for e in await audit.for_device(str(device.id))]
+    return json_response(view)
+
+
+async def deregister(request: Request) -> Response:
+    principal = await require_admin(request)
+    await devices.deregister(
+        device_id=request.path_params["device_id"], actor=principal.user, ip=request_ip(request)
+    )
+    return Response(status_code=204)
+
+
+async def revoke_token(request: Request) -> Response:
+    principal = await require_admin(request)
+    token = await devices.revoke_token(
+        device_id=request.path_params["device_id"],
+        token_id=request.path_params["token_id"],
+        actor=principal.user,
+        ip=request_ip(request),
+    )
+    return json_response(token_view(token))
+
+
+_BASE = "/api/v1/admin/devices"
+routes = [
+    Route(_BASE, list_devices, methods=["GET"]),
+    Route(_BASE + "/{device_id:uuid}", show, methods=["GET"]),
+    Route(_BASE + "/{device_id:uuid}", deregister, methods=["DELETE"]),
+    Route(
+        _BASE + "/{device_id:uuid}/tokens/{token_id:uuid}/revoke", revoke_token, methods=["POST"]
+    ),
+]

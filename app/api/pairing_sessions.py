@@ -1,0 +1,79 @@
+"""Admin API for scanner pairing codes: mint, read, approve, reject, cancel."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import clock
+from app.api.actors import request_ip
+from app.api.bodies import parse_body
+from app.api.responses import json_response
+from app.api.schemas import ApproveRequest
+from app.api.views import iso, pairing_session_view
+from app.auth.access import require_admin, require_reader
+from app.services import pairing
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def mint(request: Request) -> Response:
+    principal = await require_admin(request)
+    minted = await pairing.mint(
+        admin=principal.user, ip=request_ip(request), settings=request.app.state.settings
+    )
+    return json_response(
+        {
+            "pairingSessionId": str(minted.session.id),
+            "code": minted.code,
+            "pairingUri": minted.pairing_uri,
+            "expiresAtIso": iso(minted.session.expires_at),
+        },
+        status=201,
+        headers=NO_STORE,
+    )
+
+
+async def show(request: Request) -> Response:
+    await require_reader(request)
+    session = await pairing.get(session_id=request.path_params["session_id"])
+    return json_response(pairing_session_view(session, now=clock.now()), headers=NO_STORE)
+
+
+async def approve(request: Request) -> Response:
+    principal = await require_admin(request)
+    body = await parse_body(request, ApproveRequest)
+    session = await pairing.approve(
+        session_id=request.path_params["session_id"],
+        admin=principal.user,
+        capabilities=body.capabilities,
+        ip=request_ip(request),
+    )
+    return json_response(pairing_session_view(session, now=clock.now()))
+
+
+async def reject(request: Request) -> Response:
+    principal = await require_admin(request)
+    session = await pairing.reject(
+        session_id=request.path_params["session_id"], admin=principal.user, ip=request_ip(request)
+    )
+    return json_response(pairing_session_view(session, now=clock.now()))
+
+
+async def cancel(request: Request) -> Response:
+    principal = await require_admin(request)
+    await pairing.cancel(
+        session_id=request.path_params["session_id"], admin=principal.user, ip=request_ip(request)
+    )
+    return Response(status_code=204)
+
+
+_BASE = "/api/v1/admin/pairing-sessions"
+routes = [
+    Route(_BASE, mint, methods=["POST"]),
+    Route(_BASE + "/{session_id:uuid}", show, methods=["GET"]),
+    Route(_BASE + "/{session_id:uuid}", cancel, methods=["DELETE"]),
+    Route(_BASE + "/{session_id:uuid}/approve", approve, methods=["POST"]),
+    Route(_BASE + "/{session_id:uuid}/reject", reject, methods=["POST"]),
+]

@@ -1,0 +1,132 @@
+"""The fleet: list, inspect, deregister (soft delete) and revoke credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from app import clock
+from app.models import Device, DeviceToken, User
+from app.services import audit
+from app.services.errors import Conflict, NotFound, StaleState
+from app.services.pagination import Page, newest_first
+from app.services.transitions import fire
+from app.settings import Settings
+from statemachines import DeviceMachine, DeviceTokenMachine, TransitionNotAllowed
+
+
+@dataclass(frozen=True)
+class FleetFilter:
+    kind: str | None = None
+    platform: str | None = None
+    online: bool | None = None
+    q: str | None = None
+    include_deregistered: bool = False
+
+
+def is_online(device: Device, now: datetime, settings: Settings) -> bool:
+    """Derived when read, so it is right even with no worker running."""
+    window = timedelta(seconds=settings.heartbeat_online_window_seconds)
+    return device.last_seen_at is not None and now - device.last_seen_at < window
+
+
+async def list_devices(
+    fleet: FleetFilter, *, cursor: str | None, limit: int, settings: Settings
+) -> Page[Device]:
+    query = Device.all().select_related("owner")
+    if not fleet.include_deregistered:
+        query = query.filter(deleted_at=None)
+    if fleet.kind:
+        query = query.filter(kind=fleet.kind)
+    if fleet.platform:
+        query = query.filter(platform=fleet.platform)
+    if fleet.q:
+        query = query.filter(Q(label__icontains=fleet.q) | Q(model__icontains=fleet.q))
+    if fleet.online is not None:
+        since = clock.now() - timedelta(seconds=settings.heartbeat_online_window_seconds)
+        online = Q(last_seen_at__gt=since)
+        query = query.filter(online if fleet.online else ~online | Q(last_seen_at=None))
+    return await newest_first(query, time_field="registered_at", cursor=cursor, limit=limit)
+
+
+async def get_device(device_id: UUID) -> Device:
+    device = await Device.get_or_none(id=device_id).select_related("owner")
+    if device is None:
+        raise NotFound("No such device.")
+    await device.fetch_related("tokens")
+    return device
+
+
+async def deregister(*, device_id: UUID, actor: User, ip: str | None) -> Device:
+    """Soft delete: the row and its history stay, every credential dies with it."""
+    device = await get_device(device_id)
+    now = clock.now()
+    who = audit.Actor(type="user", id=str(actor.id), ip=ip)
+    try:
+        async with in_transaction() as connection:
+            await fire(
+                device,
+                DeviceMachine,
+                "deregister",
+                changes={"deleted_at": now},
+                using_db=connection,
+                entry=audit.Entry(
+                    action="device.deregistered",
+                    actor=who,
+                    target_type="device",
+                    target_id=str(device.id),
+                    metadata={"deviceId": str(device.id), "label": device.label},
+                ),
+            )
+            active = [token for token in device.tokens if token.state == "active"]
+            for token in active:
+                await _revoke(token, device, who, now, reason="deregistered", using_db=connection)
+    except (StaleState, TransitionNotAllowed):
+        raise Conflict("The device is already deregistered.") from None
+    return device
+
+
+async def revoke_token(
+    *, device_id: UUID, token_id: UUID, actor: User, ip: str | None
+) -> DeviceToken:
+    device = await get_device(device_id)
+    token = next((t for t in device.tokens if t.id == token_id), None)
+    if token is None:
+        raise NotFound("No such credential on this device.")
+    who = audit.Actor(type="user", id=str(actor.id), ip=ip)
+    try:
+        async with in_transaction() as connection:
+            await _revoke(token, device, who, clock.now(), reason="admin", using_db=connection)
+    except (StaleState, TransitionNotAllowed):
+        raise Conflict(f"The credential is already {token.state}.") from None
+    return token
+
+
+async def _revoke(
+    token: DeviceToken,
+    device: Device,
+    actor: audit.Actor,
+    now: datetime,
+    *,
+    reason: str,
+    using_db: BaseDBAsyncClient,
+) -> None:
+    await fire(
+        token,
+        DeviceTokenMachine,
+        "revoke",
+        changes={"ended_at": now},
+        using_db=using_db,
+        entry=audit.Entry(
+            action="device.token.revoked",
+            actor=actor,
+            target_type="device",
+            target_id=str(device.id),
+            metadata={"deviceId": str(device.id), "tokenId": str(token.id), "reason": reason},
+        ),
+    )

@@ -1,0 +1,78 @@
+"""The audit log page: newest first, filter by action and device."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.api.views import audit_view
+from app.auth.access import require_reader
+from app.services import audit
+from app.services.errors import DomainError
+from app.web.rendering import render
+
+PAGE_SIZE = 50
+KNOWN_ACTIONS = (
+    "device.registered",
+    "device.token.issued",
+    "device.token.revoked",
+    "device.deregistered",
+    "pairing.code.minted",
+    "pairing.claimed",
+    "pairing.approved",
+    "pairing.rejected",
+    "pairing.cancelled",
+    "pairing.burned",
+    "pairing.redeem_failed",
+    "user.created",
+    "user.signed_in",
+    "user.signed_out",
+)
+
+
+def _device_id(raw: str) -> str | None:
+    try:
+        return str(UUID(raw.strip())) if raw.strip() else None
+    except ValueError:
+        return None
+
+
+async def audit_page(request: Request) -> Response:
+    await require_reader(request)
+    params = request.query_params
+    action = params.get("action", "")
+    action = action if action in KNOWN_ACTIONS else ""
+    device_id = _device_id(params.get("deviceId", ""))
+    cursor = params.get("cursor") or None
+    try:
+        page = await audit.list_events(
+            action=action or None, device_id=device_id, cursor=cursor, limit=PAGE_SIZE
+        )
+    except DomainError:
+        page = await audit.list_events(
+            action=action or None, device_id=device_id, cursor=None, limit=PAGE_SIZE
+        )
+    filters = {"action": action, "deviceId": device_id or ""}
+    next_url = (
+        "/admin/audit?" + urlencode({**filters, "cursor": page.next_cursor})
+        if page.next_cursor
+        else None
+    )
+    return render(
+        request,
+        "audit.html",
+        {
+            "events": [audit_view(e) for e in page.items],
+            "filters": filters,
+            "actions": KNOWN_ACTIONS,
+            "next_url": next_url,
+            "first_page": cursor is None,
+        },
+    )
+
+
+routes = [Route("/admin/audit", audit_page, methods=["GET"])]

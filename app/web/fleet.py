@@ -1,0 +1,130 @@
+"""Console pages for the fleet: the device list and a device's detail."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from app import clock
+from app.api.actors import request_ip
+from app.api.views import audit_view, device_view
+from app.auth.access import require_admin, require_reader
+from app.services import audit, devices
+from app.services.errors import DomainError
+from app.settings import Settings
+from app.web.rendering import render
+
+PAGE_SIZE = 25
+PLATFORMS = {"ios": "iOS", "ipados": "iPadOS", "macos": "macOS", "android": "Android"}
+
+
+class FleetQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    q: str = ""
+    platform: str = ""
+    status: str = ""
+    cursor: str = ""
+
+
+async def home(request: Request) -> Response:
+    await require_reader(request)
+    return RedirectResponse("/admin/devices", status_code=303)
+
+
+async def fleet_page(request: Request) -> Response:
+    principal = await require_reader(request)
+    settings: Settings = request.app.state.settings
+    try:
+        query = FleetQuery.model_validate(dict(request.query_params))
+    except ValidationError:
+        query = FleetQuery()
+    fleet_filter = devices.FleetFilter(
+        q=query.q[:120] or None,
+        platform=query.platform if query.platform in PLATFORMS else None,
+        online={"online": True, "offline": False}.get(query.status),
+    )
+    try:
+        page = await devices.list_devices(
+            fleet_filter, cursor=query.cursor or None, limit=PAGE_SIZE, settings=settings
+        )
+    except DomainError:
+        page = await devices.list_devices(
+            fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings
+        )
+    now = clock.now()
+    filters = {"q": query.q, "platform": query.platform, "status": query.status}
+    next_url = (
+        "/admin/devices?" + urlencode({**filters, "cursor": page.next_cursor})
+        if page.next_cursor
+        else None
+    )
+    return render(
+        request,
+        "devices.html",
+        {
+            "devices": [device_view(d, now=now, settings=settings) for d in page.items],
+            "filters": filters,
+            "filtered": any(filters.values()),
+            "first_page": not query.cursor,
+            "next_url": next_url,
+            "platforms": PLATFORMS,
+            "can_write": principal.is_admin,
+            "capabilities": settings.supported_capabilities,
+        },
+    )
+
+
+async def device_page(request: Request) -> Response:
+    principal = await require_reader(request)
+    settings: Settings = request.app.state.settings
+    device = await devices.get_device(request.path_params["device_id"])
+    events = await audit.for_device(str(device.id))
+    return render(
+        request,
+        "device.html",
+        {
+            "device": device_view(device, now=clock.now(), settings=settings, with_tokens=True),
+            "events": [audit_view(e) for e in events],
+            "platforms": PLATFORMS,
+            "can_write": principal.is_admin,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def deregister(request: Request) -> Response:
+    principal = await require_admin(request)
+    device_id: UUID = request.path_params["device_id"]
+    await devices.deregister(device_id=device_id, actor=principal.user, ip=request_ip(request))
+    return Response(status_code=204, headers={"HX-Redirect": f"/admin/devices/{device_id}"})
+
+
+async def revoke_token(request: Request) -> Response:
+    principal = await require_admin(request)
+    device_id: UUID = request.path_params["device_id"]
+    await devices.revoke_token(
+        device_id=device_id,
+        token_id=request.path_params["token_id"],
+        actor=principal.user,
+        ip=request_ip(request),
+    )
+    return Response(status_code=204, headers={"HX-Redirect": f"/admin/devices/{device_id}"})
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/admin/devices", fleet_page, methods=["GET"]),
+    Route("/admin/devices/{device_id:uuid}", device_page, methods=["GET"]),
+    Route("/admin/devices/{device_id:uuid}/deregister", deregister, methods=["POST"]),
+    Route(
+        "/admin/devices/{device_id:uuid}/tokens/{token_id:uuid}/revoke",
+        revoke_token,
+        methods=["POST"],
+    ),
+]
