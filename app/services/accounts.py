@@ -70,6 +70,13 @@ async def list_users() -> list[User]:
     return await User.all().order_by("email")
 
 
+async def emails_by_id(user_ids: set[str]) -> dict[str, str]:
+    if not user_ids:
+        return {}
+    rows = await User.filter(id__in=list(user_ids)).values_list("id", "email")
+    return {str(user_id): email for user_id, email in rows}
+
+
 async def has_users() -> bool:
     return await User.exists()
 

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from app.api.views import audit_view
 from app.auth.access import require_reader
-from app.services import audit
+from app.services import accounts, audit
 from app.services.errors import DomainError
 from app.web.rendering import render
 
@@ -56,6 +56,7 @@ async def audit_page(request: Request) -> Response:
         page = await audit.list_events(
             action=action or None, device_id=device_id, cursor=None, limit=PAGE_SIZE
         )
+    actors = {e.actor_id for e in page.items if e.actor_type == "user" and e.actor_id}
     filters = {"action": action, "deviceId": device_id or ""}
     next_url = (
         "/admin/audit?" + urlencode({**filters, "cursor": page.next_cursor})
@@ -67,6 +68,7 @@ async def audit_page(request: Request) -> Response:
         "audit.html",
         {
             "events": [audit_view(e) for e in page.items],
+            "emails": await accounts.emails_by_id(actors),
             "filters": filters,
             "actions": KNOWN_ACTIONS,
             "next_url": next_url,

@@ -18,7 +18,7 @@ def test_first_run_prints_working_credentials_once(server: ServerProcess) -> Non
         assert login.json()["user"]["role"] == "admin"
         session_cookie = client.cookies["polaris_session"]
         csrf = login.json()["csrfToken"]
-        assert client.get("/").status_code == 200
+        assert client.get("/admin/devices").status_code == 200
         bad = client.post(
             "/api/v1/auth/login", json={"email": email, "password": "wrong-guess-123"}
         )

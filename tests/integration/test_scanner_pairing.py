@@ -335,3 +335,70 @@ async def test_anonymous_admin_calls_get_401(client: httpx.AsyncClient) -> None:
         response = await client.request(method, url)
         assert response.status_code == 401
         assert response.json()["code"] == "not_authenticated"
+
+
+async def _pair(
+    client: httpx.AsyncClient, device_client: httpx.AsyncClient, csrf: str, **fields: str
+) -> str:
+    minted = await mint(client, csrf)
+    response = await device_client.post(
+        REGISTER, json=FakePhone().scan_body(minted["pairingUri"], **fields)
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["deviceId"])
+
+
+async def test_fleet_list_pages_filters_and_searches(
+    client: httpx.AsyncClient, device_client: httpx.AsyncClient
+) -> None:
+    admin = await sign_in(client, await make_user(Role.ADMIN))
+    ids = []
+    for label, platform in [("Dock 1", "ios"), ("Dock 2", "ipados"), ("Front desk", "macos")]:
+        ids.append(
+            await _pair(client, device_client, admin.csrf_token, label=label, platform=platform)
+        )
+        clock.advance(timedelta(seconds=1))
+
+    first = (await client.get("/api/v1/admin/devices", params={"limit": 2})).json()
+    assert [d["deviceId"] for d in first["items"]] == [ids[2], ids[1]]  # newest first
+    second = (
+        await client.get(
+            "/api/v1/admin/devices", params={"limit": 2, "cursor": first["nextCursor"]}
+        )
+    ).json()
+    assert [d["deviceId"] for d in second["items"]] == [ids[0]]
+    assert second["nextCursor"] is None
+
+    docks = (await client.get("/api/v1/admin/devices", params={"q": "dock"})).json()["items"]
+    assert sorted(d["label"] for d in docks) == ["Dock 1", "Dock 2"]
+    macs = (await client.get("/api/v1/admin/devices", params={"platform": "macos"})).json()["items"]
+    assert [d["label"] for d in macs] == ["Front desk"]
+    offline = (await client.get("/api/v1/admin/devices", params={"online": "false"})).json()
+    assert len(offline["items"]) == 3
+
+    page = await client.get("/admin/devices", params={"q": "dock"})
+    assert page.status_code == 200
+    assert "Dock 1" in page.text and "Front desk" not in page.text
+
+
+async def test_operator_cannot_revoke_or_deregister(
+    client: httpx.AsyncClient, device_client: httpx.AsyncClient
+) -> None:
+    admin_client = httpx.AsyncClient(transport=client._transport, base_url="http://testserver")
+    async with admin_client:
+        admin = await sign_in(admin_client, await make_user(Role.ADMIN))
+        device_id = await _pair(admin_client, device_client, admin.csrf_token)
+        token_id = (await admin_client.get(f"/api/v1/admin/devices/{device_id}")).json()["tokens"][
+            0
+        ]["tokenId"]
+    operator = await sign_in(client, await make_user(Role.OPERATOR))
+    for method, url in [
+        ("DELETE", f"/api/v1/admin/devices/{device_id}"),
+        ("POST", f"/api/v1/admin/devices/{device_id}/tokens/{token_id}/revoke"),
+        ("POST", f"/admin/devices/{device_id}/deregister"),
+    ]:
+        response = await client.request(method, url, headers=operator.write_headers())
+        assert response.status_code == 403, (method, url)
+    detail = (await client.get(f"/api/v1/admin/devices/{device_id}")).json()
+    assert detail["state"] == "active"
+    assert detail["tokens"][0]["state"] == "active"
