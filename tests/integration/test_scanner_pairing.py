@@ -378,7 +378,8 @@ async def test_fleet_list_pages_filters_and_searches(
 
     page = await client.get("/admin/devices", params={"q": "dock"})
     assert page.status_code == 200
-    assert "Dock 1" in page.text and "Front desk" not in page.text
+    assert "Dock 1" in page.text
+    assert "Front desk" not in page.text
 
 
 async def test_operator_cannot_revoke_or_deregister(
