@@ -41,3 +41,7 @@ def reset() -> None:
     global _offset, _frozen
     _offset = timedelta()
     _frozen = None
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

@@ -19,6 +19,7 @@ from app import db
 from app.api import (
     audit_log,
     device_registration,
+    device_runtime,
     devices,
     health,
     pairing_sessions,
@@ -35,6 +36,8 @@ from app.middleware import (
     ConsoleCSRFMiddleware,
     SecurityHeadersMiddleware,
 )
+from app.presence import create_store
+from app.services import signing_keys
 from app.settings import Settings, load_settings
 from app.web import audit_log as web_audit_log
 from app.web import auth as web_auth
@@ -82,7 +85,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         app.state.redis = redis
         app.state.rate_limiter = RateLimiter.for_backend(redis)
+        # Per process on purpose: a shared counter would cost a Redis call per heartbeat.
+        app.state.heartbeat_limiter = RateLimiter.for_backend(None)
         async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
+            app.state.keyring = await signing_keys.load_keyring(settings)
+            app.state.presence = create_store(settings)
+            await app.state.presence.start()
             log.info(
                 "started",
                 environment=settings.environment.value,
@@ -92,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield
             finally:
+                await app.state.presence.stop()
                 if redis is not None:
                     await redis.aclose(close_connection_pool=True)
 
@@ -100,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api_auth.routes,
         *users.routes,
         *device_registration.routes,
+        *device_runtime.routes,
         *pairing_sessions.routes,
         *devices.routes,
         *audit_log.routes,

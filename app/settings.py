@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     device_credential_ttl_days: int = Field(default=90, gt=0)
     supported_capabilities: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CAPABILITIES
 
+    heartbeat_interval_seconds: int = Field(default=30, gt=0)
+    heartbeats_per_device: str = "12/minute"
+    access_token_lifetime_seconds: int = Field(default=600, gt=0)
     session_idle_minutes: int = Field(default=30, gt=0)
     session_max_hours: int = Field(default=12, gt=0)
     login_failures_per_account: str = "5/15minutes"

@@ -34,9 +34,10 @@ async def list_devices(request: Request) -> Response:
         settings=settings,
     )
     now = clock.now()
+    items = await devices.with_presence(page.items, request.app.state.presence)
     return json_response(
         {
-            "items": [device_view(d, now=now, settings=settings) for d in page.items],
+            "items": [device_view(d, now=now, settings=settings) for d in items],
             "nextCursor": page.next_cursor,
         }
     )
@@ -46,6 +47,7 @@ async def show(request: Request) -> Response:
     await require_reader(request)
     settings: Settings = request.app.state.settings
     device = await devices.get_device(request.path_params["device_id"])
+    await devices.with_presence([device], request.app.state.presence)
     view = device_view(device, now=clock.now(), settings=settings, with_tokens=True)
     view["audit"] = [audit_view(e) for e in await audit.for_device(str(device.id))]
     return json_response(view)
@@ -54,7 +56,10 @@ async def show(request: Request) -> Response:
 async def deregister(request: Request) -> Response:
     principal = await require_admin(request)
     await devices.deregister(
-        device_id=request.path_params["device_id"], actor=principal.user, ip=request_ip(request)
+        device_id=request.path_params["device_id"],
+        actor=principal.user,
+        ip=request_ip(request),
+        presence=request.app.state.presence,
     )
     return Response(status_code=204)
 
@@ -66,6 +71,7 @@ async def revoke_token(request: Request) -> Response:
         token_id=request.path_params["token_id"],
         actor=principal.user,
         ip=request_ip(request),
+        presence=request.app.state.presence,
     )
     return json_response(token_view(token))
 

@@ -104,3 +104,22 @@ class AuditQuery(ApiModel):
     device_id: UUID | None = None
     cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+CredentialText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class CredentialsRequest(ApiModel):
+    device_token: CredentialText
+    device_secret: CredentialText
+
+
+class HeartbeatRequest(ApiModel):
+    app_version: ShortText | None = None
+    os_version: ShortText | None = None
+    battery_level: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class PushTokenRequest(ApiModel):
+    push_token: PushToken
+    apns_environment: Literal["sandbox", "production"]

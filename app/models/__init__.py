@@ -5,6 +5,15 @@ from app.models.console_session import ConsoleSession
 from app.models.device import Device
 from app.models.device_token import DeviceToken
 from app.models.pairing_session import PairingSession
+from app.models.signing_key import SigningKey
 from app.models.user import User
 
-__all__ = ["AuditEvent", "ConsoleSession", "Device", "DeviceToken", "PairingSession", "User"]
+__all__ = [
+    "AuditEvent",
+    "ConsoleSession",
+    "Device",
+    "DeviceToken",
+    "PairingSession",
+    "SigningKey",
+    "User",
+]

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
-from app.auth.hashing import sha256_hex
+from app import clock
+from app.auth.hashing import matches, sha256_hex
 from app.models import Device, DeviceToken, User
 from app.models.device import DeviceKind
+from app.presence import PresenceStore
 from app.services import audit
+from app.services.errors import (
+    Conflict,
+    InvalidCredentials,
+    StaleState,
+    TokenExpired,
+    TokenRevoked,
+)
+from app.services.transitions import fire
+from statemachines import DeviceTokenMachine, TransitionNotAllowed
 
-TOKEN_PREFIX = "pxd_"  # noqa: S105 (a public prefix)
-SECRET_PREFIX = "pxs_"  # noqa: S105
+TOKEN_PREFIX = "pxd_"
+SECRET_PREFIX = "pxs_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +143,130 @@ async def issue_token(
         using_db=using_db,
     )
     return IssuedCredentials(device, token, device_token, device_secret)
+
+
+_TOKEN_SHAPE = re.compile(rf"^{TOKEN_PREFIX}([0-9a-f]{{16}})_[A-Za-z0-9_-]{{32}}$")
+# Compared against when no row matches, so unknown tokens cost what known ones do.
+_ABSENT_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    device: Device
+    token: DeviceToken
+
+
+async def authenticate(
+    *, device_token: str, device_secret: str, presence: PresenceStore
+) -> Authenticated:
+    """Check a credential pair. Each refusal names why; unknown and wrong answer alike."""
+    match = _TOKEN_SHAPE.fullmatch(device_token)
+    row = None
+    if match:
+        row = await DeviceToken.get_or_none(lookup_id=match.group(1)).select_related("device")
+    token_ok = matches(row.token_hash if row else _ABSENT_HASH, sha256_hex(device_token))
+    secret_ok = matches(row.secret_hash if row else _ABSENT_HASH, sha256_hex(device_secret))
+    if row is None or not (token_ok and secret_ok):
+        raise InvalidCredentials("The device credentials are not valid.")
+    now = clock.now()
+    if row.state == "rotated":
+        await _reuse_detected(row, presence)
+        raise TokenRevoked
+    if row.state in ("revoked", "expired"):
+        raise TokenRevoked if row.state == "revoked" else TokenExpired
+    if row.device.state != "active":
+        raise TokenRevoked
+    if now >= row.expires_at:
+        with contextlib.suppress(StaleState, TransitionNotAllowed):
+            await fire(
+                row,
+                DeviceTokenMachine,
+                "expire",
+                now=now,
+                changes={"ended_at": now},
+                entry=_token_entry("device.token.expired", row, audit.Actor.system()),
+            )
+        raise TokenExpired
+    return Authenticated(row.device, row)
+
+
+def _token_entry(
+    action: str, token: DeviceToken, actor: audit.Actor, **metadata: Any
+) -> audit.Entry:
+    device_id = str(token.device_id)  # type: ignore[attr-defined]
+    return audit.Entry(
+        action=action,
+        actor=actor,
+        target_type="device",
+        target_id=device_id,
+        metadata={"deviceId": device_id, "tokenId": str(token.id), **metadata},
+    )
+
+
+async def _reuse_detected(old: DeviceToken, presence: PresenceStore) -> None:
+    """A rotated-out secret came back: someone kept a copy. Cut the device off entirely."""
+    now = clock.now()
+    async with in_transaction() as connection:
+        active = await DeviceToken.filter(device_id=old.device_id, state="active").using_db(  # type: ignore[attr-defined]
+            connection
+        )
+        for token in active:
+            await fire(
+                token,
+                DeviceTokenMachine,
+                "revoke",
+                changes={"ended_at": now},
+                using_db=connection,
+            )
+        await audit.record(
+            _token_entry(
+                "device.token.reuse_detected",
+                old,
+                audit.Actor(type="device", id=str(old.device_id)),  # type: ignore[attr-defined]
+                revokedTokenIds=[str(t.id) for t in active],
+            ),
+            using_db=connection,
+        )
+    await presence.publish_revocations(str(t.id) for t in active)
+
+
+async def rotate(
+    *, device_token: str, device_secret: str, ttl: timedelta, presence: PresenceStore
+) -> IssuedCredentials:
+    """New pair for old: the old one is `rotated` in the same transaction, exactly once."""
+    current = await authenticate(
+        device_token=device_token, device_secret=device_secret, presence=presence
+    )
+    now = clock.now()
+    actor = audit.Actor(type="device", id=str(current.device.id))
+    try:
+        async with in_transaction() as connection:
+            await fire(
+                current.token,
+                DeviceTokenMachine,
+                "rotate",
+                now=now,
+                changes={"ended_at": now},
+                using_db=connection,
+            )
+            issued = await issue_token(
+                device=current.device, actor=actor, now=now, ttl=ttl, using_db=connection
+            )
+            await (
+                DeviceToken.filter(id=current.token.id)
+                .using_db(connection)
+                .update(replaced_by_id=issued.token.id)
+            )
+            await audit.record(
+                _token_entry(
+                    "device.token.rotated",
+                    current.token,
+                    actor,
+                    newTokenId=str(issued.token.id),
+                ),
+                using_db=connection,
+            )
+    except (StaleState, TransitionNotAllowed):
+        raise Conflict("These credentials were rotated by a concurrent request.") from None
+    await presence.publish_revocations([str(current.token.id)])
+    return issued

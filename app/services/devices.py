@@ -12,6 +12,7 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.models import Device, DeviceToken, User
+from app.presence import PresenceStore
 from app.services import audit
 from app.services.errors import Conflict, NotFound, StaleState
 from app.services.pagination import Page, newest_first
@@ -33,6 +34,18 @@ def is_online(device: Device, now: datetime, settings: Settings) -> bool:
     """Derived when read, so it is right even with no worker running."""
     window = timedelta(seconds=settings.heartbeat_online_window_seconds)
     return device.last_seen_at is not None and now - device.last_seen_at < window
+
+
+async def with_presence(devices: list[Device], presence: PresenceStore) -> list[Device]:
+    """Bring `last_seen_at` up to the presence store, which is ahead of the periodic flush."""
+    seen = await presence.last_seen(str(d.id) for d in devices)
+    for device in devices:
+        at = seen.get(str(device.id))
+        if at is not None:
+            latest = clock.from_epoch(at)
+            if device.last_seen_at is None or latest > device.last_seen_at:
+                device.last_seen_at = latest
+    return devices
 
 
 async def list_devices(
@@ -62,7 +75,9 @@ async def get_device(device_id: UUID) -> Device:
     return device
 
 
-async def deregister(*, device_id: UUID, actor: User, ip: str | None) -> Device:
+async def deregister(
+    *, device_id: UUID, actor: User, ip: str | None, presence: PresenceStore
+) -> Device:
     """Soft delete: the row and its history stay, every credential dies with it."""
     device = await get_device(device_id)
     now = clock.now()
@@ -88,11 +103,12 @@ async def deregister(*, device_id: UUID, actor: User, ip: str | None) -> Device:
                 await _revoke(token, device, who, now, reason="deregistered", using_db=connection)
     except (StaleState, TransitionNotAllowed):
         raise Conflict("The device is already deregistered.") from None
+    await presence.publish_revocations(str(token.id) for token in active)
     return device
 
 
 async def revoke_token(
-    *, device_id: UUID, token_id: UUID, actor: User, ip: str | None
+    *, device_id: UUID, token_id: UUID, actor: User, ip: str | None, presence: PresenceStore
 ) -> DeviceToken:
     device = await get_device(device_id)
     token = next((t for t in device.tokens if t.id == token_id), None)
@@ -104,6 +120,7 @@ async def revoke_token(
             await _revoke(token, device, who, clock.now(), reason="admin", using_db=connection)
     except (StaleState, TransitionNotAllowed):
         raise Conflict(f"The credential is already {token.state}.") from None
+    await presence.publish_revocations([str(token.id)])
     return token
 
 

@@ -122,3 +122,13 @@ class AccessDenied(DomainError):
 class ExpiredToken(DomainError):
     code = "expired_token"
     default_message = "The pairing session expired before it completed."
+
+
+class TokenExpired(DomainError):
+    code = "token_expired"
+    default_message = "The credentials or access token have expired."
+
+
+class TokenRevoked(DomainError):
+    code = "token_revoked"
+    default_message = "These credentials were revoked; pair the device again."

@@ -58,6 +58,7 @@ async def fleet_page(request: Request) -> Response:
             fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings
         )
     now = clock.now()
+    await devices.with_presence(page.items, request.app.state.presence)
     filters = {"q": query.q, "platform": query.platform, "status": query.status}
     next_url = (
         "/admin/devices?" + urlencode({**filters, "cursor": page.next_cursor})
@@ -84,6 +85,7 @@ async def device_page(request: Request) -> Response:
     principal = await require_reader(request)
     settings: Settings = request.app.state.settings
     device = await devices.get_device(request.path_params["device_id"])
+    await devices.with_presence([device], request.app.state.presence)
     events = await audit.for_device(str(device.id))
     return render(
         request,
@@ -101,7 +103,12 @@ async def device_page(request: Request) -> Response:
 async def deregister(request: Request) -> Response:
     principal = await require_admin(request)
     device_id: UUID = request.path_params["device_id"]
-    await devices.deregister(device_id=device_id, actor=principal.user, ip=request_ip(request))
+    await devices.deregister(
+        device_id=device_id,
+        actor=principal.user,
+        ip=request_ip(request),
+        presence=request.app.state.presence,
+    )
     return Response(status_code=204, headers={"HX-Redirect": f"/admin/devices/{device_id}"})
 
 
@@ -113,6 +120,7 @@ async def revoke_token(request: Request) -> Response:
         token_id=request.path_params["token_id"],
         actor=principal.user,
         ip=request_ip(request),
+        presence=request.app.state.presence,
     )
     return Response(status_code=204, headers={"HX-Redirect": f"/admin/devices/{device_id}"})
 

@@ -1,0 +1,169 @@
+"""Access tokens: Ed25519-signed JWTs, verified with the algorithm, type and claims pinned.
+
+Verifying an Ed25519 signature costs more than a whole bare request, so a verified token
+is remembered until it expires; revocation is checked separately on every use.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import TLRUCache
+from joserfc import jwt
+from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwt import JWTClaimsRegistry
+from joserfc.util import urlsafe_b64decode
+
+from app import clock
+
+ALGORITHM = "Ed25519"
+DEVICE_TOKEN_TYPE = "device+jwt"
+ADMIN_TOKEN_TYPE = "admin+jwt"
+DEVICE_AUDIENCE = "polaris:device-api"
+ADMIN_AUDIENCE = "polaris:admin-api"
+_CACHE_SIZE = 200_000
+
+
+class InvalidAccessToken(Exception):
+    """Malformed, wrongly signed, of the wrong type or audience, or expired."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    subject: str
+    token_id: str
+    jti: str
+    scope: tuple[str, ...]
+    expires_at: int
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    kid: str
+    private_jwk: dict[str, Any]
+    public_jwk: dict[str, Any]
+
+
+def generate_key() -> KeyMaterial:
+    kid = uuid.uuid4().hex
+    key = OKPKey.generate_key("Ed25519", parameters={"kid": kid})
+    return KeyMaterial(kid, dict(key.as_dict(private=True)), dict(key.as_dict(private=False)))
+
+
+class Keyring:
+    """Signs with the newest key; verifies with every published one."""
+
+    def __init__(
+        self, *, signing: dict[str, Any], published: list[dict[str, Any]], issuer: str
+    ) -> None:
+        self.issuer = issuer
+        self._signing = OKPKey.import_key(signing)
+        self._published = [dict(k) for k in published]
+        self._verifying = KeySet([OKPKey.import_key(k) for k in published])
+        self._kids = {k["kid"] for k in published}
+        self._verified: TLRUCache[tuple[str, str], AccessClaims] = TLRUCache(
+            maxsize=_CACHE_SIZE, ttu=lambda _key, claims, _now: claims.expires_at, timer=_epoch
+        )
+
+    @property
+    def signing_kid(self) -> str:
+        return str(self._signing.kid)
+
+    def knows(self, kid: str) -> bool:
+        return kid in self._kids
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [{**k, "alg": ALGORITHM, "use": "sig"} for k in self._published]}
+
+    def sign(
+        self,
+        *,
+        token_type: str,
+        audience: str,
+        subject: str,
+        token_id: str,
+        scope: tuple[str, ...],
+        issued_at: int,
+        lifetime: int,
+    ) -> tuple[str, int]:
+        expires_at = issued_at + lifetime
+        claims = {
+            "iss": self.issuer,
+            "aud": audience,
+            "sub": subject,
+            "tid": token_id,
+            "jti": uuid.uuid4().hex,
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": expires_at,
+            "scope": " ".join(scope),
+        }
+        header = {"alg": ALGORITHM, "typ": token_type, "kid": self.signing_kid}
+        return jwt.encode(header, claims, self._signing, algorithms=[ALGORITHM]), expires_at
+
+    def verify(self, raw: str, *, token_type: str, audience: str, now: int) -> AccessClaims:
+        cache_key = (token_type, raw)
+        cached = self._verified.get(cache_key)
+        if cached is None:
+            cached = self._verify_signature(raw, token_type=token_type, audience=audience, now=now)
+            self._verified[cache_key] = cached
+        if now >= cached.expires_at:
+            raise InvalidAccessToken("expired")
+        return cached
+
+    def _verify_signature(
+        self, raw: str, *, token_type: str, audience: str, now: int
+    ) -> AccessClaims:
+        try:
+            token = jwt.decode(raw, self._verifying, algorithms=[ALGORITHM])
+        except (JoseError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise InvalidAccessToken("signature") from exc
+        if token.header.get("typ") != token_type:
+            raise InvalidAccessToken("type")
+        registry = JWTClaimsRegistry(
+            now=now,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": audience},
+            sub={"essential": True},
+            exp={"essential": True},
+            tid={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(token.claims)
+        except ExpiredTokenError as exc:
+            raise InvalidAccessToken("expired") from exc
+        except JoseError as exc:
+            raise InvalidAccessToken("claims") from exc
+        claims = token.claims
+        return AccessClaims(
+            subject=str(claims["sub"]),
+            token_id=str(claims["tid"]),
+            jti=str(claims["jti"]),
+            scope=tuple(str(claims.get("scope", "")).split()),
+            expires_at=int(claims["exp"]),
+            raw=claims,
+        )
+
+
+def _epoch() -> float:
+    return clock.now().timestamp()
+
+
+def peek_kid(raw: str) -> str | None:
+    """The unverified `kid` header, only to decide whether to reload the keyring."""
+    try:
+        header = json.loads(urlsafe_b64decode(raw.split(".", 1)[0].encode()))
+    except (ValueError, IndexError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None

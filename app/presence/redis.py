@@ -1,0 +1,120 @@
+"""Many processes: heartbeats batched into one pipelined write every ~100 ms, revocations
+fanned out over pub/sub into each process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.logging import get_logger
+from app.presence.store import PresenceStore
+
+log = get_logger(__name__)
+
+PRESENCE_KEY = "polaris:presence"
+REVOCATION_CHANNEL = "polaris:revocations"
+FLUSH_EVERY_SECONDS = 0.1
+RECONNECT_SECONDS = 1.0
+
+
+class RedisPresenceStore(PresenceStore):
+    def __init__(self, redis_url: str) -> None:
+        super().__init__()
+        self._redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+        # Its own connection with no read timeout: a quiet channel is not a dead one.
+        self._listener = Redis.from_url(
+            redis_url, socket_connect_timeout=2, health_check_interval=15
+        )
+        self._pending: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._flush_forever(), name="presence-flush"),
+            asyncio.create_task(self._listen_forever(), name="revocation-listener"),
+        ]
+        # Serve only once revocations are known (or known to be unknown: then the database
+        # answers each check until the subscription is back).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush()
+        await self._redis.aclose()
+        await self._listener.aclose()
+        await super().stop()
+
+    def record_heartbeat(self, device_id: str, at: float) -> None:
+        self._pending[device_id] = max(at, self._pending.get(device_id, 0.0))
+
+    async def last_seen(self, device_ids: Iterable[str]) -> dict[str, float]:
+        ids = list(device_ids)
+        if not ids:
+            return {}
+        scores = await self._redis.zmscore(PRESENCE_KEY, ids)
+        seen = {d: float(s) for d, s in zip(ids, scores, strict=True) if s is not None}
+        for device_id in ids:
+            if device_id in self._pending:
+                seen[device_id] = max(seen.get(device_id, 0.0), self._pending[device_id])
+        return seen
+
+    async def seen_since(self, since: float) -> dict[str, float]:
+        rows = await self._redis.zrangebyscore(PRESENCE_KEY, since, "+inf", withscores=True)
+        return {member.decode(): float(score) for member, score in rows}
+
+    async def publish_revocations(self, token_ids: Iterable[str]) -> None:
+        ids = list(token_ids)
+        self._remember(ids)
+        try:
+            await self._redis.publish(REVOCATION_CHANNEL, orjson.dumps(ids))
+        except RedisError as exc:
+            # The other processes lost Redis too, and check the database until it is back.
+            log.warning("revocation_publish_failed", error=type(exc).__name__, count=len(ids))
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        try:
+            await self._redis.zadd(PRESENCE_KEY, batch, gt=True)
+        except RedisError as exc:
+            log.warning("presence_flush_failed", error=type(exc).__name__, count=len(batch))
+            for device_id, at in batch.items():
+                self.record_heartbeat(device_id, at)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_SECONDS)
+            await self._flush()
+
+    async def _listen_forever(self) -> None:
+        while True:
+            pubsub = self._listener.pubsub()
+            try:
+                await pubsub.subscribe(REVOCATION_CHANNEL)
+                # Anything revoked while we were not listening is in the database.
+                await self._load_recent_revocations()
+                self._trusted = True
+                self._subscribed.set()
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self._remember(orjson.loads(message["data"]))
+            except (RedisError, OSError) as exc:
+                log.warning("revocation_listener_lost", error=type(exc).__name__)
+            finally:
+                self._trusted = False
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            self._subscribed.set()
+            await asyncio.sleep(RECONNECT_SECONDS)

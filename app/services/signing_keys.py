@@ -1,0 +1,71 @@
+"""JWT signing keys: generated on first start, kept in the database, rotated with a grace period.
+
+The private half is encrypted at rest with a key derived from SECRET_KEY, so a database
+dump alone cannot mint access tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import timedelta
+
+import orjson
+from cryptography.fernet import Fernet
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from app import clock
+from app.auth.jwt import Keyring, generate_key
+from app.models import SigningKey
+from app.services import audit
+from app.settings import Settings
+
+
+def _fernet(settings: Settings) -> Fernet:
+    digest = hashlib.sha256(b"polaris-signing-keys:" + settings.secret.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+async def _create(settings: Settings) -> SigningKey:
+    material = generate_key()
+    return await SigningKey.create(
+        id=material.kid,
+        private_key=_fernet(settings).encrypt(orjson.dumps(material.private_jwk)).decode(),
+        public_jwk=material.public_jwk,
+        created_at=clock.now(),
+    )
+
+
+async def load_keyring(settings: Settings) -> Keyring:
+    """The published keys, newest signing; creates the first key if there is none."""
+    now = clock.now()
+    live = Q(retires_at=None) | Q(retires_at__gt=now)
+    keys = await SigningKey.filter(live).order_by("-created_at", "-id")
+    if not keys:
+        await _create(settings)
+        # Two replicas starting together may each create one: both are published, and every
+        # replica signs with the same (newest) one from the next load on.
+        keys = await SigningKey.filter(live).order_by("-created_at", "-id")
+    private = orjson.loads(_fernet(settings).decrypt(keys[0].private_key.encode()))
+    return Keyring(
+        signing=private, published=[k.public_jwk for k in keys], issuer=settings.public_base_url
+    )
+
+
+async def rotate(*, settings: Settings, grace: timedelta) -> SigningKey:
+    """A new signing key; the old ones stay published for `grace` (>= one token lifetime)."""
+    now = clock.now()
+    async with in_transaction():
+        await SigningKey.filter(retires_at=None).update(retires_at=now + grace)
+        key = await _create(settings)
+        await audit.record(
+            audit.Entry(
+                action="signing_key.rotated",
+                actor=audit.Actor.system(),
+                target_type="signing_key",
+                target_id=key.id,
+                metadata={"graceSeconds": int(grace.total_seconds())},
+            )
+        )
+    return key
