@@ -12,13 +12,29 @@ from tortoise import Tortoise
 
 from app import clock, db
 from app.main import create_app
-from app.models import AuditEvent, ConsoleSession, Device, DeviceToken, PairingSession, User
+from app.models import (
+    AuditEvent,
+    ConsoleSession,
+    Device,
+    DeviceToken,
+    PairingSession,
+    PresenceChange,
+    User,
+)
 from app.settings import Settings
 from tests import backends
 
 BACKEND = backends.selected()
 # Children before parents, so foreign keys never block the wipe between tests.
-TABLES = (AuditEvent, DeviceToken, PairingSession, Device, ConsoleSession, User)
+TABLES = (
+    AuditEvent,
+    PresenceChange,
+    DeviceToken,
+    PairingSession,
+    Device,
+    ConsoleSession,
+    User,
+)
 
 
 def pytest_report_header() -> list[str]:

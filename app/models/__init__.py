@@ -5,6 +5,7 @@ from app.models.console_session import ConsoleSession
 from app.models.device import Device
 from app.models.device_token import DeviceToken
 from app.models.pairing_session import PairingSession
+from app.models.presence_change import PresenceChange
 from app.models.signing_key import SigningKey
 from app.models.user import User
 
@@ -14,6 +15,7 @@ __all__ = [
     "Device",
     "DeviceToken",
     "PairingSession",
+    "PresenceChange",
     "SigningKey",
     "User",
 ]

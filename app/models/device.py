@@ -34,6 +34,8 @@ class Device(Model):
     )
     registered_at = fields.DatetimeField(db_index=True)
     last_seen_at = fields.DatetimeField(null=True)
+    # What the presence sweep last recorded; `online` itself is derived from `last_seen_at`.
+    reported_online = fields.BooleanField(default=False)
     last_ip = fields.CharField(max_length=64, null=True)
     deleted_at = fields.DatetimeField(null=True, db_index=True)
 
