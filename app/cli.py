@@ -129,6 +129,14 @@ def serve(
 ) -> None:
     """Run the web service (console, device API, admin API)."""
     settings = _settings()
+    if settings.is_embedded and workers > 1:
+        # Embedded presence and revocations live in one process's memory: a second process
+        # would not hear of a revocation made in the first.
+        err.print(
+            "[red]--workers > 1 needs REDIS_URL[/red] (embedded mode keeps presence and "
+            "revocations in one process). Set REDIS_URL, or run one worker."
+        )
+        raise typer.Exit(2)
     # Here, once, rather than in each worker's lifespan, so `--workers N` never races.
     if settings.should_auto_migrate:
         _migrate(settings)
@@ -145,6 +153,23 @@ def serve(
         server_header=False,
         log_config=None,
     )
+
+
+@cli.command()
+def worker() -> None:
+    """Run background jobs under arq (needs REDIS_URL); any number of workers may run."""
+    from arq.worker import run_worker
+
+    from app.worker import worker_settings
+
+    settings = _settings()
+    try:
+        settings_class = worker_settings(settings)
+    except ConfigurationError as exc:
+        err.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print("Worker running the scheduled jobs (Ctrl+C to stop)")
+    run_worker(settings_class)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from app.api import auth as api_auth
 from app.api.errors import API_EXCEPTION_HANDLERS
 from app.auth import sessions
 from app.auth.ratelimit import RateLimiter
+from app.jobs import JobContext
 from app.logging import configure_logging, get_logger
 from app.middleware import (
     AccessLogMiddleware,
@@ -44,6 +45,7 @@ from app.web import auth as web_auth
 from app.web import fleet, pairing
 from app.web.errors import handle_web_error
 from app.web.rendering import STATIC_DIR
+from app.worker import EmbeddedScheduler
 
 log = get_logger(__name__)
 
@@ -91,6 +93,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.keyring = await signing_keys.load_keyring(settings)
             app.state.presence = create_store(settings)
             await app.state.presence.start()
+            scheduler = None
+            if settings.is_embedded and settings.embedded_scheduler:
+                scheduler = EmbeddedScheduler(JobContext(settings, app.state.presence))
+                await scheduler.start()
             log.info(
                 "started",
                 environment=settings.environment.value,
@@ -100,6 +106,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield
             finally:
+                if scheduler is not None:
+                    await scheduler.stop()
                 await app.state.presence.stop()
                 if redis is not None:
                     await redis.aclose(close_connection_pool=True)

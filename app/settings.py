@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     # Number of reverse-proxy hops whose X-Forwarded-For entries are trusted.
     trusted_proxy_hops: int = Field(default=0, ge=0)
 
+    # Background jobs (DESIGN §9): how often each runs, in seconds.
+    expire_sessions_every_seconds: int = Field(default=5, gt=0)
+    presence_sweep_every_seconds: int = Field(default=5, gt=0)
+    last_seen_flush_every_seconds: int = Field(default=15, gt=0)
+    cleanup_every_seconds: int = Field(default=3600, gt=0)
+    # Embedded mode runs the jobs inside `polaris serve`; tests switch it off and call them.
+    embedded_scheduler: bool = True
+    # Ended console sessions are kept this long (for "who was signed in"), then deleted.
+    session_retention_days: int = Field(default=30, gt=0)
+
     auto_migrate: bool | None = None
     log_level: str = "INFO"
     log_json: bool | None = None

@@ -88,6 +88,7 @@ def settings(migrated: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         public_base_url="http://testserver",
         auto_migrate=False,
+        embedded_scheduler=False,
         log_json=True,
     )
 

@@ -62,3 +62,36 @@ async def mint(client: httpx.AsyncClient, csrf: str) -> dict[str, Any]:
     response = await client.post("/api/v1/admin/pairing-sessions", headers={"X-CSRF-Token": csrf})
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class PairedDevice:
+    device_id: str
+    device_token: str
+    device_secret: str
+
+    def credentials(self) -> dict[str, str]:
+        return {"deviceToken": self.device_token, "deviceSecret": self.device_secret}
+
+
+async def pair_device(
+    admin_client: httpx.AsyncClient, device_client: httpx.AsyncClient, csrf: str
+) -> PairedDevice:
+    """Mint a code as the signed-in admin and redeem it by QR, as a phone would."""
+    minted = await mint(admin_client, csrf)
+    response = await device_client.post(REGISTER, json=FakePhone().scan_body(minted["pairingUri"]))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return PairedDevice(body["deviceId"], body["deviceToken"], body["deviceSecret"])
+
+
+async def access_token(device_client: httpx.AsyncClient, device: PairedDevice) -> str:
+    response = await device_client.post("/api/devices/token", json=device.credentials())
+    assert response.status_code == 200, response.text
+    return str(response.json()["accessToken"])
+
+
+async def heartbeat(device_client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await device_client.post(
+        "/api/devices/heartbeat", json={}, headers={"Authorization": f"Bearer {token}"}
+    )

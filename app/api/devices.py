@@ -11,9 +11,9 @@ from app.api.actors import request_ip
 from app.api.bodies import parse_query
 from app.api.responses import json_response
 from app.api.schemas import DeviceListQuery
-from app.api.views import audit_view, device_view, token_view
+from app.api.views import audit_view, device_view, presence_change_view, token_view
 from app.auth.access import require_admin, require_reader
-from app.services import audit, devices
+from app.services import audit, devices, presence
 from app.settings import Settings
 
 
@@ -50,6 +50,9 @@ async def show(request: Request) -> Response:
     await devices.with_presence([device], request.app.state.presence)
     view = device_view(device, now=clock.now(), settings=settings, with_tokens=True)
     view["audit"] = [audit_view(e) for e in await audit.for_device(str(device.id))]
+    view["presenceChanges"] = [
+        presence_change_view(c) for c in await presence.recent_changes(str(device.id))
+    ]
     return json_response(view)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.models import AuditEvent, Device, DeviceToken, PairingSession
+from app.models import AuditEvent, Device, DeviceToken, PairingSession, PresenceChange
 from app.services import devices, pairing
 from app.services.credentials import IssuedCredentials
 from app.settings import Settings
@@ -50,6 +50,10 @@ def device_view(
         tokens = sorted(device.tokens, key=lambda t: t.issued_at, reverse=True)
         view["tokens"] = [token_view(token) for token in tokens]
     return view
+
+
+def presence_change_view(change: PresenceChange) -> dict[str, Any]:
+    return {"online": change.online, "atIso": iso(change.at)}
 
 
 def audit_view(event: AuditEvent) -> dict[str, Any]:

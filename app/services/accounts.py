@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app import clock
@@ -137,3 +139,9 @@ async def sign_out(*, session: ConsoleSession, ip: str | None) -> None:
             target_id=str(session.user_id),  # type: ignore[attr-defined]
         )
     )
+
+
+async def delete_stale_sessions(*, now: datetime, retention: timedelta) -> int:
+    """Forget console sessions that ended or timed out more than `retention` ago."""
+    horizon = now - retention
+    return await ConsoleSession.filter(Q(ended_at__lt=horizon) | Q(expires_at__lt=horizon)).delete()

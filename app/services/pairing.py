@@ -46,6 +46,7 @@ from app.services.transitions import fire
 from app.settings import Settings
 from statemachines import (
     MAX_FAILED_PROOFS,
+    DeadlineNotReached,
     DeadlinePassed,
     PairingSessionMachine,
     TransitionNotAllowed,
@@ -473,3 +474,30 @@ async def get(*, session_id: UUID) -> PairingSession:
     if session is None:
         raise NotFound("No such pairing session.")
     return session
+
+
+async def expire_overdue(*, now: datetime, limit: int = 500) -> int:
+    """Catch rows up with the clock: unfinished sessions past their TTL become `expired`.
+
+    Redemption never relies on this (it checks expiry itself); a second worker running the
+    same sweep loses each conditional write and skips the row.
+    """
+    overdue = await PairingSession.filter(
+        state__in=("minted", "pending_approval"), expires_at__lte=now
+    ).limit(limit)
+    expired = 0
+    for session in overdue:
+        with contextlib.suppress(StaleState, TransitionNotAllowed, DeadlineNotReached):
+            await fire(
+                session,
+                PairingSessionMachine,
+                "expire",
+                now=now,
+                where={"expires_at__lte": now},
+                changes={"resolved_at": now},
+                entry=_entry(
+                    "pairing.expired", session, audit.Actor.system(), kind=session.kind.value
+                ),
+            )
+            expired += 1
+    return expired

@@ -1,0 +1,79 @@
+"""Background jobs (DESIGN §9). Each calls the services, returns a count and logs it.
+
+The same functions run under arq (`app.worker.WorkerSettings`) and under the embedded
+scheduler. Every one is idempotent and safe on two workers at once; a failure is logged and
+the next tick tries again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from app import clock
+from app.logging import get_logger
+from app.presence import PresenceStore
+from app.services import accounts, pairing, presence
+from app.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    settings: Settings
+    store: PresenceStore
+
+
+async def expire_pairing_sessions(context: JobContext) -> int:
+    expired = await pairing.expire_overdue(now=clock.now())
+    if expired:
+        log.info("pairing_sessions_expired", count=expired)
+    return expired
+
+
+async def sweep_presence(context: JobContext) -> int:
+    result = await presence.sweep(store=context.store, settings=context.settings, now=clock.now())
+    if result.came_online or result.went_offline:
+        log.info("presence_swept", came_online=result.came_online, went_offline=result.went_offline)
+    return result.came_online + result.went_offline
+
+
+async def flush_last_seen(context: JobContext) -> int:
+    written = await presence.flush_last_seen(
+        store=context.store, settings=context.settings, now=clock.now()
+    )
+    if written:
+        log.info("last_seen_flushed", count=written)
+    return written
+
+
+async def cleanup(context: JobContext) -> int:
+    """Delete what has outlived its use; the audit log is never touched."""
+    now = clock.now()
+    sessions = await accounts.delete_stale_sessions(
+        now=now, retention=timedelta(days=context.settings.session_retention_days)
+    )
+    log.info("cleanup_done", console_sessions=sessions)
+    return sessions
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    name: str
+    run: Callable[[JobContext], Awaitable[int]]
+    every_seconds: int
+
+
+def schedules(settings: Settings) -> list[Schedule]:
+    return [
+        Schedule(
+            "expire_pairing_sessions",
+            expire_pairing_sessions,
+            settings.expire_sessions_every_seconds,
+        ),
+        Schedule("sweep_presence", sweep_presence, settings.presence_sweep_every_seconds),
+        Schedule("flush_last_seen", flush_last_seen, settings.last_seen_flush_every_seconds),
+        Schedule("cleanup", cleanup, settings.cleanup_every_seconds),
+    ]

@@ -1,0 +1,102 @@
+"""The background jobs, run as the scheduler runs them, against the app's own stores."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import httpx
+from starlette.applications import Starlette
+
+from app import clock, jobs
+from app.models import AuditEvent, ConsoleSession, Device, PairingSession
+from app.models.user import Role
+from app.settings import Settings
+from tests.factories import make_user, sign_in
+from tests.pairing_client import access_token, heartbeat, mint, pair_device
+
+
+def _context(app: Starlette) -> jobs.JobContext:
+    return jobs.JobContext(settings=app.state.settings, store=app.state.presence)
+
+
+async def test_expire_job_catches_overdue_codes_up_once(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    admin = await sign_in(client, await make_user(Role.ADMIN))
+    overdue = await mint(client, admin.csrf_token)
+    clock.advance(timedelta(seconds=61))
+    fresh = await mint(client, admin.csrf_token)
+
+    # Two workers on the same tick: each row is expired by exactly one of them.
+    counts = await asyncio.gather(
+        jobs.expire_pairing_sessions(_context(app)), jobs.expire_pairing_sessions(_context(app))
+    )
+
+    assert sum(counts) == 1
+    assert (await PairingSession.get(id=overdue["pairingSessionId"])).state == "expired"
+    assert (await PairingSession.get(id=fresh["pairingSessionId"])).state == "minted"
+    assert await AuditEvent.filter(action="pairing.expired").count() == 1
+    assert await jobs.expire_pairing_sessions(_context(app)) == 0
+
+
+async def test_flush_writes_heartbeat_times_to_the_database_once(
+    app: Starlette, client: httpx.AsyncClient, device_client: httpx.AsyncClient
+) -> None:
+    admin = await sign_in(client, await make_user(Role.ADMIN))
+    device = await pair_device(client, device_client, admin.csrf_token)
+    token = await access_token(device_client, device)
+    assert (await heartbeat(device_client, token)).status_code == 200
+    # The store is ahead of the database until the flush, and the API already says online.
+    assert (await Device.get(id=device.device_id)).last_seen_at is None
+    listed = (await client.get(f"/api/v1/admin/devices/{device.device_id}")).json()
+    assert listed["online"] is True
+    await asyncio.sleep(0.15)  # the Redis store batches writes every ~100 ms
+
+    assert await jobs.flush_last_seen(_context(app)) == 1
+    assert await jobs.flush_last_seen(_context(app)) == 0
+    stored = (await Device.get(id=device.device_id)).last_seen_at
+    assert stored is not None
+    assert abs((clock.now() - stored).total_seconds()) < 5
+
+
+async def test_sweep_records_online_and_offline_transitions(
+    app: Starlette, client: httpx.AsyncClient, device_client: httpx.AsyncClient
+) -> None:
+    settings: Settings = app.state.settings
+    admin = await sign_in(client, await make_user(Role.ADMIN))
+    device = await pair_device(client, device_client, admin.csrf_token)
+    token = await access_token(device_client, device)
+    await heartbeat(device_client, token)
+    await asyncio.sleep(0.15)
+
+    assert await jobs.sweep_presence(_context(app)) == 1
+    assert await jobs.sweep_presence(_context(app)) == 0
+
+    clock.advance(timedelta(seconds=settings.heartbeat_online_window_seconds + 1))
+    counts = await asyncio.gather(
+        jobs.sweep_presence(_context(app)), jobs.sweep_presence(_context(app))
+    )
+    assert sum(counts) == 1
+
+    detail = (await client.get(f"/api/v1/admin/devices/{device.device_id}")).json()
+    assert detail["online"] is False
+    assert [c["online"] for c in detail["presenceChanges"]] == [False, True]
+    # Presence comes and goes without touching the audit log.
+    assert await AuditEvent.filter(action__startswith="device.online").count() == 0
+
+
+async def test_cleanup_forgets_old_console_sessions_and_keeps_the_audit_log(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    settings: Settings = app.state.settings
+    admin = await sign_in(client, await make_user(Role.ADMIN))
+    await client.post("/api/v1/auth/logout", headers=admin.write_headers())
+    audit_rows = await AuditEvent.all().count()
+    assert await jobs.cleanup(_context(app)) == 0
+
+    clock.advance(timedelta(days=settings.session_retention_days + 1))
+
+    assert await jobs.cleanup(_context(app)) == 1
+    assert await ConsoleSession.all().count() == 0
+    assert await AuditEvent.all().count() == audit_rows
