@@ -70,3 +70,20 @@ async def reset_postgres(url: str) -> None:
 
 def reset_postgres_sync(url: str) -> None:
     asyncio.run(reset_postgres(url))
+
+
+async def _recreate_database(url: str, name: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+def fresh_postgres_database(url: str, name: str) -> str:
+    """A new empty database beside `url`'s, for processes that must not share the suite's."""
+    asyncio.run(_recreate_database(url, name))
+    return url.rsplit("/", 1)[0] + "/" + name

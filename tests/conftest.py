@@ -54,14 +54,27 @@ def pytest_configure(config: pytest.Config) -> None:
 _MISSING = pytest.StashKey[list[str]]()
 
 
+def _needs_services(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("postgres") or item.get_closest_marker("redis"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     missing = config.stash[_MISSING]
+    if BACKEND.is_postgres:
+        # Processes started by e2e and browser tests pick their own backend; of those, the
+        # postgres pass runs only the ones written for PostgreSQL + Redis.
+        embedded_only = [
+            item
+            for item in items
+            if item.path.parent.name in ("e2e", "browser") and not _needs_services(item)
+        ]
+        if embedded_only:
+            config.hook.pytest_deselected(items=embedded_only)
+            items[:] = [item for item in items if item not in embedded_only]
     for item in items:
         if missing:
             item.add_marker(pytest.mark.skip(reason=f"unreachable: {', '.join(missing)}"))
-        elif not BACKEND.is_postgres and (
-            item.get_closest_marker("postgres") or item.get_closest_marker("redis")
-        ):
+        elif not BACKEND.is_postgres and _needs_services(item):
             item.add_marker(pytest.mark.skip(reason="runs in the postgres+redis pass"))
 
 

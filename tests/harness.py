@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,55 +59,41 @@ def run_cli(
 
 
 @dataclass
-class ServerProcess:
-    """`polaris serve` in a subprocess; output goes to a file the test can read afterwards."""
+class ChildProcess:
+    """A `polaris` subcommand in its own process group; output goes to a file in `workdir`."""
 
     workdir: Path
     env: dict[str, str]
-    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def log_path(self) -> Path:
-        return self.workdir / f"server-{self.port}.log"
+        raise NotImplementedError
 
-    def start(self, timeout: float = 30) -> ServerProcess:
+    def spawn(self, args: list[str], env: dict[str, str]) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*POLARIS, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env={**self.env, "PUBLIC_BASE_URL": self.url},
+                [*POLARIS, *args],
+                env=env,
                 cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{what} exited early:\n{self.output()}")
+            if ready():
+                return
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"server did not become healthy:\n{self.output()}")
+        raise RuntimeError(f"{what} did not become ready:\n{self.output()}")
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def first_admin(self) -> tuple[str, str]:
-        text = self.output()
-        email = re.search(r"Email\s+(\S+)", text)
-        password = re.search(r"Password\s+(\S+)", text)
-        if not email or not password:
-            raise AssertionError(f"no first-admin credentials printed:\n{text}")
-        return email.group(1), password.group(1)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -117,3 +104,54 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=5)
+
+
+@dataclass
+class ServerProcess(ChildProcess):
+    """`polaris serve`, ready once `/healthz` answers."""
+
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"server-{self.port}.log"
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        self.spawn(
+            ["serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            {**self.env, "PUBLIC_BASE_URL": self.env.get("PUBLIC_BASE_URL", self.url)},
+        )
+        self.wait_until(self._healthy, timeout, "server")
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def first_admin(self) -> tuple[str, str]:
+        text = self.output()
+        email = re.search(r"Email\s+(\S+)", text)
+        password = re.search(r"Password\s+(\S+)", text)
+        if not email or not password:
+            raise AssertionError(f"no first-admin credentials printed:\n{text}")
+        return email.group(1), password.group(1)
+
+
+@dataclass
+class WorkerProcess(ChildProcess):
+    """`polaris worker` (arq), ready once it has logged its start."""
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "worker.log"
+
+    def start(self, timeout: float = 30) -> WorkerProcess:
+        self.spawn(["worker"], self.env)
+        self.wait_until(lambda: "worker_started" in self.output(), timeout, "worker")
+        return self
