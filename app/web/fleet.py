@@ -12,14 +12,16 @@ from starlette.routing import Route
 
 from app import clock
 from app.api.actors import request_ip
-from app.api.views import audit_view, device_view
+from app.api.views import audit_view, device_view, presence_change_view
 from app.auth.access import require_admin, require_reader
-from app.services import audit, devices
+from app.services import audit, devices, presence
 from app.services.errors import DomainError
 from app.settings import Settings
 from app.web.rendering import render
 
 PAGE_SIZE = 25
+# Open pages re-read presence this often (a heartbeat arrives every ~30 s per device).
+LIVE_REFRESH_SECONDS = 5
 PLATFORMS = {"ios": "iOS", "ipados": "iPadOS", "macos": "macOS", "android": "Android"}
 
 
@@ -77,6 +79,8 @@ async def fleet_page(request: Request) -> Response:
             "platforms": PLATFORMS,
             "can_write": principal.is_admin,
             "capabilities": settings.supported_capabilities,
+            "live_url": "/admin/devices?" + urlencode({**filters, "cursor": query.cursor}),
+            "refresh_seconds": LIVE_REFRESH_SECONDS,
         },
     )
 
@@ -93,6 +97,10 @@ async def device_page(request: Request) -> Response:
         {
             "device": device_view(device, now=clock.now(), settings=settings, with_tokens=True),
             "events": [audit_view(e) for e in events],
+            "presence_changes": [
+                presence_change_view(c) for c in await presence.recent_changes(str(device.id))
+            ],
+            "refresh_seconds": LIVE_REFRESH_SECONDS,
             "platforms": PLATFORMS,
             "can_write": principal.is_admin,
         },
