@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -152,6 +153,28 @@ def serve(
         proxy_headers=False,
         server_header=False,
         log_config=None,
+    )
+
+
+@cli.command("rotate-signing-key")
+def rotate_signing_key(
+    grace_minutes: Annotated[
+        int,
+        typer.Option(min=11, help="How long the old key stays published (> token lifetime)."),
+    ] = 60,
+) -> None:
+    """Sign access tokens with a new key; the old one verifies until its grace ends."""
+    from app.services import signing_keys
+
+    settings = _settings()
+    key = _run_with_db(
+        settings,
+        lambda: signing_keys.rotate(settings=settings, grace=timedelta(minutes=grace_minutes)),
+    )
+    out.print(
+        f"New signing key [bold]{key.id}[/bold]. Running servers switch to it within "
+        f"{signing_keys.REFRESH_SECONDS} s; the previous key stays published for "
+        f"{grace_minutes} min."
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -74,6 +76,16 @@ def _dispatch(api_handler: Handler) -> Handler:
     return handler
 
 
+async def _refresh_keyring(app: Starlette, settings: Settings) -> None:
+    """Pick up a signing key rotated by another process (`polaris rotate-signing-key`)."""
+    while True:
+        await asyncio.sleep(signing_keys.REFRESH_SECONDS)
+        try:
+            app.state.keyring = await signing_keys.refreshed(app.state.keyring, settings)
+        except Exception as exc:  # the current keys stay in use; try again next time
+            log.warning("keyring_refresh_failed", error=type(exc).__name__)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     configure_logging(level=settings.log_level, as_json=settings.log_json)
@@ -93,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.keyring = await signing_keys.load_keyring(settings)
             app.state.presence = create_store(settings)
             await app.state.presence.start()
+            keyring_refresh = asyncio.create_task(_refresh_keyring(app, settings))
             scheduler = None
             if settings.is_embedded and settings.embedded_scheduler:
                 scheduler = EmbeddedScheduler(JobContext(settings, app.state.presence))
@@ -106,6 +119,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield
             finally:
+                keyring_refresh.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keyring_refresh
                 if scheduler is not None:
                     await scheduler.stop()
                 await app.state.presence.stop()

@@ -81,6 +81,10 @@ class Keyring:
     def knows(self, kid: str) -> bool:
         return kid in self._kids
 
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._kids)
+
     def jwks(self) -> dict[str, Any]:
         return {"keys": [{**k, "alg": ALGORITHM, "use": "sig"} for k in self._published]}
 

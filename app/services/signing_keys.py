@@ -69,3 +69,18 @@ async def rotate(*, settings: Settings, grace: timedelta) -> SigningKey:
             )
         )
     return key
+
+
+# How often each server checks for a rotated key; a grace period must outlast a token's
+# lifetime plus this.
+REFRESH_SECONDS = 30
+
+
+async def refreshed(keyring: Keyring, settings: Settings) -> Keyring:
+    """The same keyring (and its verified-token cache) unless the published keys changed."""
+    now = clock.now()
+    live = Q(retires_at=None) | Q(retires_at__gt=now)
+    kids = set(await SigningKey.filter(live).values_list("id", flat=True))
+    if kids == keyring.kids:
+        return keyring
+    return await load_keyring(settings)

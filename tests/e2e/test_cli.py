@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.harness import base_env, run_cli
+import httpx
+
+from tests.harness import ServerProcess, base_env, run_cli
 
 
 def test_migrate_reports_progress_and_is_idempotent(workdir: Path) -> None:
@@ -69,3 +71,36 @@ def test_create_admin_prompts_for_the_password_without_echo(workdir: Path) -> No
     assert result.returncode == 0, result.stderr
     assert "Created admin root@example.com" in result.stdout
     assert secret not in result.stdout
+
+
+def test_rotate_signing_key_publishes_both_keys_to_new_servers(workdir: Path) -> None:
+    first = ServerProcess(workdir, base_env(workdir)).start()
+    try:
+        old = httpx.get(f"{first.url}/.well-known/jwks.json").json()["keys"]
+    finally:
+        first.stop()
+    assert len(old) == 1
+
+    rotated = run_cli(["rotate-signing-key", "--grace-minutes", "30"], first.env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "previous key stays published for 30 min" in rotated.stdout
+
+    second = ServerProcess(workdir, first.env).start()
+    try:
+        keys = httpx.get(f"{second.url}/.well-known/jwks.json").json()["keys"]
+    finally:
+        second.stop()
+    assert {k["kid"] for k in keys} > {old[0]["kid"]}
+    assert all(k["alg"] == "Ed25519" and "d" not in k for k in keys)
+
+
+def test_worker_refuses_to_start_without_redis(workdir: Path) -> None:
+    result = run_cli(["worker"], base_env(workdir))
+    assert result.returncode == 2
+    assert "needs REDIS_URL" in result.stderr
+
+
+def test_serve_refuses_several_workers_in_embedded_mode(workdir: Path) -> None:
+    result = run_cli(["serve", "--workers", "2"], base_env(workdir))
+    assert result.returncode == 2
+    assert "needs REDIS_URL" in result.stderr
