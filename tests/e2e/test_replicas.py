@@ -5,86 +5,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
-from tests import backends
-from tests.harness import ServerProcess, WorkerProcess, base_env, run_cli
+from tests.e2e.conftest import (
+    CODE_TTL,
+    ONLINE_WINDOW,
+    STACK_ADMIN_EMAIL,
+    STACK_ADMIN_PASSWORD,
+    SWEEP_EVERY,
+    Stack,
+    flush_stack_redis,
+)
+from tests.harness import ServerProcess
 from tests.pairing_client import FakePhone
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-ADMIN_EMAIL = "ops-lead@example.com"
-ADMIN_PASSWORD = "replica test password 42"
-REDIS_URL = backends.REDIS_URL.rsplit("/", 1)[0] + "/14"
-ONLINE_WINDOW = 3
-SWEEP_EVERY = 1
-CODE_TTL = 4
-
-
-@dataclass
-class Stack:
-    a: ServerProcess
-    b: ServerProcess
-    worker: WorkerProcess
-    env: dict[str, str]
-
-    def start_replica(self) -> ServerProcess:
-        return ServerProcess(self.a.workdir, self.env).start()
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    database_url = backends.fresh_postgres_database(backends.POSTGRES_URL, "polaris_replicas")
-    _flush_redis()
-    env = base_env(
-        tmp_path,
-        DATABASE_URL=database_url,
-        REDIS_URL=REDIS_URL,
-        SECRET_KEY="replica-secret-key-shared-by-every-process-0123456789",
-        # One public address for every replica: it is the access tokens' issuer.
-        PUBLIC_BASE_URL="http://polaris.replicas.test",
-        HEARTBEAT_ONLINE_WINDOW_SECONDS=str(ONLINE_WINDOW),
-        PRESENCE_SWEEP_EVERY_SECONDS=str(SWEEP_EVERY),
-        EXPIRE_SESSIONS_EVERY_SECONDS="1",
-        LAST_SEEN_FLUSH_EVERY_SECONDS="1",
-        PAIRING_CODE_TTL_SECONDS=str(CODE_TTL),
-        LOG_JSON="true",
-    )
-    assert run_cli(["migrate"], env).returncode == 0
-    created = run_cli(["create-admin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD], env)
-    assert created.returncode == 0, created.stdout + created.stderr
-    started: list[ServerProcess | WorkerProcess] = []
-    try:
-        a = ServerProcess(tmp_path, env).start()
-        started.append(a)
-        b = ServerProcess(tmp_path, env).start()
-        started.append(b)
-        worker = WorkerProcess(tmp_path, env).start()
-        started.append(worker)
-        yield Stack(a, b, worker, env)
-    finally:
-        for process in started:
-            process.stop()
 
 
 @contextmanager
 def _admin(server: ServerProcess) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
     with httpx.Client(base_url=server.url, timeout=10) as client:
-        credentials = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        credentials = {"email": STACK_ADMIN_EMAIL, "password": STACK_ADMIN_PASSWORD}
         login = client.post("/api/v1/auth/login", json=credentials)
         assert login.status_code == 200, login.text
         yield client, {"X-CSRF-Token": login.json()["csrfToken"]}
-
-
-def _flush_redis() -> None:
-    with redis.Redis.from_url(REDIS_URL) as connection:
-        connection.flushdb()
 
 
 def _pair(admin: httpx.Client, csrf: dict[str, str], device_url: str) -> dict[str, Any]:
@@ -148,7 +95,7 @@ def test_revocation_survives_a_flushed_redis(stack: Stack) -> None:
         assert _heartbeat(stack.b, token).status_code == 200
 
         assert admin.delete(f"/api/v1/admin/devices/{device['deviceId']}", headers=csrf).status_code
-        _flush_redis()
+        flush_stack_redis()
 
         assert _heartbeat(stack.b, token).json()["code"] == "token_revoked"
         # A replica started after the flush learns the revocation from the database.
