@@ -14,6 +14,8 @@ from app.models.user import Role
 from tests.factories import make_user, sign_in
 from tests.pairing_client import PUSH_TOKEN, REGISTER, FakePhone, mint
 
+TOKEN = "/api/devices/token"
+
 
 async def test_mint_returns_code_and_pairing_uri_once(client: httpx.AsyncClient) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
@@ -260,12 +262,17 @@ async def test_deregister_hides_the_device_and_kills_its_credentials(
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
     minted = await mint(client, admin.csrf_token)
-    device_id = (
+    paired = (
         await device_client.post(REGISTER, json=FakePhone().scan_body(minted["pairingUri"]))
-    ).json()["deviceId"]
+    ).json()
+    device_id = paired["deviceId"]
+    credentials = {k: paired[k] for k in ("deviceToken", "deviceSecret")}
+    assert (await device_client.post(TOKEN, json=credentials)).status_code == 200
 
     gone = await client.delete(f"/api/v1/admin/devices/{device_id}", headers=admin.write_headers())
     assert gone.status_code == 204
+    useless = await device_client.post(TOKEN, json=credentials)
+    assert (useless.status_code, useless.json()["code"]) == (401, "token_revoked")
     assert (await client.get("/api/v1/admin/devices")).json()["items"] == []
     everything = await client.get("/api/v1/admin/devices", params={"includeDeregistered": "true"})
     assert [d["state"] for d in everything.json()["items"]] == ["deregistered"]
