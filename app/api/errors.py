@@ -6,9 +6,11 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from tortoise.exceptions import DBConnectionError
 
 from app.api.bodies import BodyValidationFailed
 from app.logging import get_logger
@@ -124,6 +126,15 @@ async def handle_transition_refused(_: Request, exc: Exception) -> Response:
     return problem("conflict", "The resource is not in a state that allows this.")
 
 
+async def handle_backend_down(request: Request, exc: Exception) -> Response:
+    log.warning("backend_unavailable", path=request.url.path, error=type(exc).__name__)
+    return problem(
+        "unavailable",
+        "A backing service is unavailable; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
     return problem("internal_error", "Something went wrong on our side.")
@@ -135,5 +146,7 @@ API_EXCEPTION_HANDLERS = {
     HTTPException: handle_http_exception,
     TransitionNotAllowed: handle_transition_refused,
     TransitionRefused: handle_transition_refused,
+    RedisError: handle_backend_down,
+    DBConnectionError: handle_backend_down,
     Exception: handle_unexpected,
 }

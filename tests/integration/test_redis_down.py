@@ -1,0 +1,57 @@
+"""A server whose Redis is unreachable: revoked stays revoked, the rest degrades clearly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from app.models.user import Role
+from app.settings import Settings
+from tests.factories import make_user, sign_in
+from tests.pairing_client import access_token, heartbeat, pair_device
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+@asynccontextmanager
+async def _serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=30):
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.40", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+async def test_revoked_credentials_stay_dead_while_redis_is_down(settings: Settings) -> None:
+    healthy = settings.model_copy(update={"redis_url": None})
+    async with _serving(healthy) as client:
+        admin = await sign_in(client, await make_user(Role.ADMIN, email="redis-down@example.com"))
+        kept = await pair_device(client, client, admin.csrf_token)
+        lost = await pair_device(client, client, admin.csrf_token)
+        kept_token = await access_token(client, kept)
+        lost_token = await access_token(client, lost)
+        deregistered = await client.delete(
+            f"/api/v1/admin/devices/{lost.device_id}", headers=admin.write_headers()
+        )
+        assert deregistered.status_code == 204
+
+    broken = settings.model_copy(update={"redis_url": UNREACHABLE_REDIS})
+    async with _serving(broken) as client:
+        # The revocation channel never came up, so this server asks the database.
+        refused = await heartbeat(client, lost_token)
+        assert (refused.status_code, refused.json()["code"]) == (401, "token_revoked")
+        assert (await heartbeat(client, kept_token)).status_code == 200
+
+        # Budgets kept in Redis cannot be counted: a clear 503, never an uncounted attempt.
+        login = await client.post(
+            "/api/v1/auth/login", json={"email": "redis-down@example.com", "password": "x" * 12}
+        )
+        assert login.status_code == 503
+        assert login.json()["code"] == "unavailable"
+        assert login.headers["retry-after"] == "5"
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
