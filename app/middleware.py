@@ -6,17 +6,16 @@ import functools
 import re
 import time
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette_csrf import CSRFMiddleware
 
 from app.api.errors import domain_problem, problem
-from app.logging import get_logger
+from app.logging import DirectLogger
 from app.services.errors import DomainError
 
-access_log = get_logger("polaris.access")
+access_log = DirectLogger("polaris.access")
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -46,6 +45,7 @@ class SecurityHeadersMiddleware:
         }
         if hsts:
             self.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        self._raw = [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,9 +54,11 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    headers.setdefault(name, value)
+                # A header the response already set wins over the default.
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(pair for pair in self._raw if pair[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -100,10 +102,23 @@ class ConsoleCSRFMiddleware(CSRFMiddleware):
         kwargs["required_urls"] = [re.compile(p) for p in kwargs.get("required_urls", [])]  # type: ignore[attr-defined]
         kwargs["exempt_urls"] = [re.compile(p) for p in kwargs.get("exempt_urls", [])]  # type: ignore[attr-defined]
         super().__init__(app, secret, **kwargs)  # type: ignore[arg-type]
+        self._exempt: list[re.Pattern[str]] = list(self.exempt_urls or [])
+        self._required: list[re.Pattern[str]] = list(self.required_urls or [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Exempt paths serve clients without cookies (devices, token exchanges): nothing to
+        # check, and a CSRF cookie planted in their responses would only cost a signature.
+        path = scope["path"]
+        if any(p.match(path) for p in self._exempt) and not any(
+            p.match(path) for p in self._required
+        ):
+            await self.app(scope, receive, send)
+            return
         # starlette-csrf checks "required" URLs even on GET; a page view never needs a token.
-        if scope["type"] == "http" and scope["method"] in self.safe_methods:
+        if scope["method"] in self.safe_methods:
             await self.app(scope, receive, functools.partial(self.send, send=send, scope=scope))
             return
         await super().__call__(scope, receive, send)
@@ -137,7 +152,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await domain_problem(PayloadTooLarge())(scope, receive, send)
             return

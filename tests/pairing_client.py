@@ -95,3 +95,19 @@ async def heartbeat(device_client: httpx.AsyncClient, token: str) -> httpx.Respo
     return await device_client.post(
         "/api/devices/heartbeat", json={}, headers={"Authorization": f"Bearer {token}"}
     )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def rotate_credentials(
+    device_client: httpx.AsyncClient, device: PairedDevice
+) -> PairedDevice:
+    """Trade the pair for a new one, as the app does before its credentials expire."""
+    response = await device_client.post(
+        "/api/devices/credentials/rotate", json=device.credentials()
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return PairedDevice(body["deviceId"], body["deviceToken"], body["deviceSecret"])

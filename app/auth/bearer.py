@@ -15,7 +15,7 @@ from app.auth.jwt import (
     peek_kid,
 )
 from app.services.errors import DomainError, InvalidCredentials, TokenExpired, TokenRevoked
-from app.services.signing_keys import load_keyring
+from app.services.signing_keys import refreshed
 
 _RELOAD_AT_MOST_EVERY = 1.0
 
@@ -33,13 +33,17 @@ def bearer_token(connection: HTTPConnection) -> str:
 
 
 async def _keyring_for(connection: HTTPConnection, raw: str):  # type: ignore[no-untyped-def]
-    """A token signed with a key this process has not loaded yet triggers one reload."""
+    """A token signed with a key this process has not loaded yet triggers one reload.
+
+    The keyring (and its cache of verified tokens) is replaced only if the published keys
+    changed, so tokens with made-up `kid`s cannot keep emptying the cache.
+    """
     state = connection.app.state
     kid = peek_kid(raw)
     if kid and not state.keyring.knows(kid):
         now = time.monotonic()
         if now - getattr(state, "keyring_loaded_at", 0.0) >= _RELOAD_AT_MOST_EVERY:
-            state.keyring = await load_keyring(state.settings)
+            state.keyring = await refreshed(state.keyring, state.settings)
             state.keyring_loaded_at = now
     return state.keyring
 

@@ -30,6 +30,9 @@ from statemachines import DeviceTokenMachine, TransitionNotAllowed
 
 TOKEN_PREFIX = "pxd_"
 SECRET_PREFIX = "pxs_"
+# A rotated-out pair seen this soon after its rotation comes from a request that raced the
+# rotation, not from a copy coming back: refused as a conflict, without cutting the device off.
+ROTATION_RACE_WINDOW = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,8 @@ async def authenticate(
         raise InvalidCredentials("The device credentials are not valid.")
     now = clock.now()
     if row.state == "rotated":
+        if row.ended_at is not None and now - row.ended_at < ROTATION_RACE_WINDOW:
+            raise Conflict("These credentials were rotated by a concurrent request.")
         await _reuse_detected(row, presence)
         raise TokenRevoked
     if row.state in ("revoked", "expired"):

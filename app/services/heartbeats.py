@@ -25,8 +25,7 @@ async def record(
     limiter: RateLimiter,
     settings: Settings,
 ) -> None:
-    await limiter.ensure_allowed(settings.heartbeats_per_device, "heartbeat", device_id)
-    await limiter.spend(settings.heartbeats_per_device, "heartbeat", device_id)
+    await limiter.hit(settings.heartbeats_per_device, "heartbeat", device_id)
     presence.record_heartbeat(device_id, clock.now().timestamp())
     reported = (app_version, os_version)
     if (app_version or os_version) and _known_versions.get(device_id) != reported:
