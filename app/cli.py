@@ -153,6 +153,9 @@ def serve(
         proxy_headers=False,
         server_header=False,
         log_config=None,
+        # The app writes its own access log; uvicorn's, even switched off in `logging`,
+        # would still format its arguments on every request.
+        access_log=False,
     )
 
 

@@ -29,6 +29,7 @@ from app.api import (
 )
 from app.api import auth as api_auth
 from app.api.errors import API_EXCEPTION_HANDLERS
+from app.api.heartbeat_fast_path import HeartbeatFastPath
 from app.auth import sessions
 from app.auth.ratelimit import RateLimiter
 from app.jobs import JobContext
@@ -144,6 +145,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [
+        # Outermost: the heartbeats it answers skip every layer below.
+        Middleware(HeartbeatFastPath, settings=settings),
         Middleware(CorrelationIdMiddleware, header_name="X-Request-ID"),
         Middleware(AccessLogMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure),

@@ -32,20 +32,25 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries, as raw ASGI pairs."""
+    headers = {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    }
+    if hsts:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
-        self.headers = {
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "X-Frame-Options": "DENY",
-            "Cross-Origin-Opener-Policy": "same-origin",
-            "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-        }
-        if hsts:
-            self.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-        self._raw = [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        self._raw = security_headers(hsts=hsts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,11 +59,11 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # A header the response already set wins over the default.
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(pair for pair in self._raw if pair[0] not in present)
-                message["headers"] = headers
+                # A header the response already set wins over the default (ASGI header names
+                # are lower-case).
+                headers = message.get("headers", ())
+                present = {name for name, _ in headers}
+                message["headers"] = [*headers, *(h for h in self._raw if h[0] not in present)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -86,13 +91,18 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            access_log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            log_request(scope, status, started)
+
+
+def log_request(scope: Scope, status: int, started: float) -> None:
+    """The access-log line of one request; `started` is its `time.perf_counter()`."""
+    access_log.info(
+        "request",
+        method=scope["method"],
+        path=scope["path"],
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
 
 
 class ConsoleCSRFMiddleware(CSRFMiddleware):
@@ -102,8 +112,8 @@ class ConsoleCSRFMiddleware(CSRFMiddleware):
         kwargs["required_urls"] = [re.compile(p) for p in kwargs.get("required_urls", [])]  # type: ignore[attr-defined]
         kwargs["exempt_urls"] = [re.compile(p) for p in kwargs.get("exempt_urls", [])]  # type: ignore[attr-defined]
         super().__init__(app, secret, **kwargs)  # type: ignore[arg-type]
-        self._exempt: list[re.Pattern[str]] = list(self.exempt_urls or [])
-        self._required: list[re.Pattern[str]] = list(self.required_urls or [])
+        self._exempt = _any_of(self.exempt_urls or [])
+        self._required = _any_of(self.required_urls or [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,9 +122,7 @@ class ConsoleCSRFMiddleware(CSRFMiddleware):
         # Exempt paths serve clients without cookies (devices, token exchanges): nothing to
         # check, and a CSRF cookie planted in their responses would only cost a signature.
         path = scope["path"]
-        if any(p.match(path) for p in self._exempt) and not any(
-            p.match(path) for p in self._required
-        ):
+        if self._exempt.match(path) and not self._required.match(path):
             await self.app(scope, receive, send)
             return
         # starlette-csrf checks "required" URLs even on GET; a page view never needs a token.
@@ -136,6 +144,11 @@ class ConsoleCSRFMiddleware(CSRFMiddleware):
         return problem("forbidden", "Missing or invalid CSRF token (X-CSRF-Token header).")
 
 
+def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    """One pattern matching where any of `patterns` matches (none: matches nothing)."""
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns) or r"(?!)")
+
+
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     default_message = "The request body is too large."
@@ -152,9 +165,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await domain_problem(PayloadTooLarge())(scope, receive, send)
+        declared = _content_length(scope)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await domain_problem(PayloadTooLarge())(scope, receive, send)
+                return
+            # The server reads exactly Content-Length bytes: nothing more can arrive.
+            await self.app(scope, receive, send)
             return
         received = 0
 
@@ -168,3 +185,10 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None

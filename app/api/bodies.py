@@ -29,7 +29,7 @@ class BodyValidationFailed(Exception):
         self.error = error
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -39,7 +39,7 @@ def _is_json(content_type: str) -> bool:
 async def parse_body(
     request: Request, schema: type[S], *, context: dict[str, Any] | None = None
 ) -> S:
-    if not _is_json(request.headers.get("content-type", "")):
+    if not is_json(request.headers.get("content-type", "")):
         raise UnsupportedMediaType
     # The app's body limit raises 413 from inside `body()` before we ever see the bytes.
     raw = await request.body()

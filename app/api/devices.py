@@ -32,12 +32,12 @@ async def list_devices(request: Request) -> Response:
         cursor=query.cursor,
         limit=query.limit,
         settings=settings,
+        presence=request.app.state.presence,
     )
     now = clock.now()
-    items = await devices.with_presence(page.items, request.app.state.presence)
     return json_response(
         {
-            "items": [device_view(d, now=now, settings=settings) for d in items],
+            "items": [device_view(d, now=now, settings=settings) for d in page.items],
             "nextCursor": page.next_cursor,
         }
     )

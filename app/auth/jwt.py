@@ -123,6 +123,14 @@ class Keyring:
             raise InvalidAccessToken("expired")
         return cached
 
+    def already_verified(self, raw: str, *, token_type: str, now: int) -> AccessClaims | None:
+        """The claims of a token `verify` accepted before and that has not expired since;
+        None for anything else. Never verifies a signature."""
+        cached = self._verified.get((token_type, raw))
+        if cached is None or now >= cached.expires_at:
+            return None
+        return cached
+
     def _verify_signature(
         self, raw: str, *, token_type: str, audience: str, now: int
     ) -> AccessClaims:

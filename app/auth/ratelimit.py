@@ -54,7 +54,14 @@ class RateLimiter:
     async def hit(self, limit: str, *identifiers: str) -> None:
         """Count one request against the budget, or raise `RateLimited` once it is spent."""
         item = _parse(limit)
-        if not await self._counter.hit(item, *identifiers):
+        counters = self._counters
+        if isinstance(counters, WindowCounters):
+            # In memory, the strategy's key formatting and extra coroutines cost more than the
+            # count itself.
+            allowed = counters.acquire(_key(item, identifiers), item.amount, item.get_expiry())
+        else:
+            allowed = await self._counter.hit(item, *identifiers)
+        if not allowed:
             stats = await self._counter.get_window_stats(item, *identifiers)
             raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
 
@@ -66,6 +73,14 @@ class RateLimiter:
     async def _retry_after(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
         stats = await self._limiter.get_window_stats(item, *identifiers)
         return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+def _key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+    """`item.key_for(*identifiers)` for string identifiers, at a fraction of its cost."""
+    return (
+        f"{item.namespace}/{'/'.join(identifiers)}/{item.amount}/{item.multiples}/"
+        f"{item.GRANULARITY.name}"
+    )
 
 
 class WindowCounters(Storage, SlidingWindowCounterSupport):
@@ -113,6 +128,9 @@ class WindowCounters(Storage, SlidingWindowCounterSupport):
     async def acquire_sliding_window_entry(
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
+        return self.acquire(key, limit, expiry, amount)
+
+    def acquire(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         now = time.time()
         self._sweep(now)
         counts = self._counts(key, expiry, now)

@@ -33,6 +33,9 @@ class RedisPresenceStore(PresenceStore):
         self._pending: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        # Cancelling alone is not enough: a cancellation that lands inside a redis-py call can
+        # be swallowed there, and the loop would go round forever while `stop` awaits it.
+        self._closing = False
 
     async def start(self) -> None:
         self._tasks = [
@@ -45,6 +48,7 @@ class RedisPresenceStore(PresenceStore):
             await asyncio.wait_for(self._subscribed.wait(), timeout=5)
 
     async def stop(self) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -71,7 +75,12 @@ class RedisPresenceStore(PresenceStore):
 
     async def seen_since(self, since: float) -> dict[str, float]:
         rows = await self._redis.zrangebyscore(PRESENCE_KEY, since, "+inf", withscores=True)
-        return {member.decode(): float(score) for member, score in rows}
+        seen = {member.decode(): float(score) for member, score in rows}
+        # This process's heartbeats of the last ~100 ms are not in Redis yet.
+        for device_id, at in self._pending.items():
+            if at >= since:
+                seen[device_id] = max(seen.get(device_id, 0.0), at)
+        return seen
 
     async def publish_revocations(self, token_ids: Iterable[str]) -> None:
         ids = list(token_ids)
@@ -94,12 +103,12 @@ class RedisPresenceStore(PresenceStore):
                 self.record_heartbeat(device_id, at)
 
     async def _flush_forever(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(FLUSH_EVERY_SECONDS)
             await self._flush()
 
     async def _listen_forever(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._listener.pubsub()
             try:
                 await pubsub.subscribe(REVOCATION_CHANNEL)

@@ -49,8 +49,14 @@ async def with_presence(devices: list[Device], presence: PresenceStore) -> list[
 
 
 async def list_devices(
-    fleet: FleetFilter, *, cursor: str | None, limit: int, settings: Settings
+    fleet: FleetFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+    settings: Settings,
+    presence: PresenceStore,
 ) -> Page[Device]:
+    """One page of the fleet, each device's `last_seen_at` brought up to the presence store."""
     query = Device.all().select_related("owner")
     if not fleet.include_deregistered:
         query = query.filter(deleted_at=None)
@@ -61,10 +67,28 @@ async def list_devices(
     if fleet.q:
         query = query.filter(Q(label__icontains=fleet.q) | Q(model__icontains=fleet.q))
     if fleet.online is not None:
-        since = clock.now() - timedelta(seconds=settings.heartbeat_online_window_seconds)
-        online = Q(last_seen_at__gt=since)
-        query = query.filter(online if fleet.online else ~online | Q(last_seen_at=None))
-    return await newest_first(query, time_field="registered_at", cursor=cursor, limit=limit)
+        query = query.filter(await _presence_condition(fleet.online, presence, settings))
+    page = await newest_first(query, time_field="registered_at", cursor=cursor, limit=limit)
+    await with_presence(page.items, presence)
+    return page
+
+
+async def _presence_condition(online: bool, presence: PresenceStore, settings: Settings) -> Q:
+    """Online as the listed items will show it. The database's last-seen times lag the presence
+    store by up to a flush interval, so devices heard from since the last flush go by id."""
+    since = clock.now() - timedelta(seconds=settings.heartbeat_online_window_seconds)
+    newly_online: list[str] = []
+    cutoff = since.timestamp()
+    # Strictly after, as `is_online` judges it.
+    heard = {d for d, at in (await presence.seen_since(cutoff)).items() if at > cutoff}
+    if heard:
+        known = await Device.filter(last_seen_at__gt=since).values_list("id", flat=True)
+        newly_online = sorted(heard - {str(device_id) for device_id in known})
+    if online:
+        condition = Q(last_seen_at__gt=since)
+        return condition | Q(id__in=newly_online) if newly_online else condition
+    condition = Q(last_seen_at=None) | Q(last_seen_at__lte=since)
+    return condition & ~Q(id__in=newly_online) if newly_online else condition
 
 
 async def get_device(device_id: UUID) -> Device:

@@ -14,6 +14,7 @@ from app import clock
 from app.api.actors import request_ip
 from app.api.views import audit_view, device_view, presence_change_view
 from app.auth.access import require_admin, require_reader
+from app.models.device import DeviceKind
 from app.services import audit, devices, presence
 from app.services.errors import DomainError
 from app.settings import Settings
@@ -47,20 +48,27 @@ async def fleet_page(request: Request) -> Response:
     except ValidationError:
         query = FleetQuery()
     fleet_filter = devices.FleetFilter(
+        # Admin-app connections have their own page (Mobile app).
+        kind=DeviceKind.SCANNER.value,
         q=query.q[:120] or None,
         platform=query.platform if query.platform in PLATFORMS else None,
         online={"online": True, "offline": False}.get(query.status),
     )
+    presence = request.app.state.presence
     try:
         page = await devices.list_devices(
-            fleet_filter, cursor=query.cursor or None, limit=PAGE_SIZE, settings=settings
+            fleet_filter,
+            cursor=query.cursor or None,
+            limit=PAGE_SIZE,
+            settings=settings,
+            presence=presence,
         )
     except DomainError:
+        # A mangled cursor in a bookmarked URL: start from the first page.
         page = await devices.list_devices(
-            fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings
+            fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings, presence=presence
         )
     now = clock.now()
-    await devices.with_presence(page.items, request.app.state.presence)
     filters = {"q": query.q, "platform": query.platform, "status": query.status}
     next_url = (
         "/admin/devices?" + urlencode({**filters, "cursor": page.next_cursor})

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import httpx
 
 from tests.harness import ServerProcess, base_env
+from tests.pairing_client import REGISTER, FakePhone
 
 
 def test_first_run_prints_working_credentials_once(server: ServerProcess) -> None:
@@ -49,6 +53,36 @@ def test_readiness_and_request_logs_are_json(server: ServerProcess) -> None:
     assert response.json() == {"status": "ready", "checks": {"database": True}}
     request_lines = [line for line in server.output().splitlines() if '"event": "request"' in line]
     assert any('"path": "/readyz"' in line and '"request_id"' in line for line in request_lines)
+
+
+def test_heartbeat_lines_are_like_every_other_request_line(server: ServerProcess) -> None:
+    email, password = server.first_admin()
+    with httpx.Client(base_url=server.url) as client:
+        login = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        minted = client.post(
+            "/api/v1/admin/pairing-sessions", headers={"X-CSRF-Token": login.json()["csrfToken"]}
+        )
+        paired = client.post(REGISTER, json=FakePhone().scan_body(minted.json()["pairingUri"]))
+        credentials = {k: paired.json()[k] for k in ("deviceToken", "deviceSecret")}
+        access = client.post("/api/devices/token", json=credentials).json()["accessToken"]
+        request_ids = [str(uuid.uuid4()) for _ in range(3)]
+        for request_id in request_ids:
+            beat = client.post(
+                "/api/devices/heartbeat",
+                json={"appVersion": "2.5.0"},
+                headers={"Authorization": f"Bearer {access}", "X-Request-ID": request_id},
+            )
+            assert beat.status_code == 200, beat.text
+            assert beat.headers["x-request-id"] == request_id
+        client.get("/readyz")
+
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "request"]
+    beats = [line for line in requests if line["path"] == "/api/devices/heartbeat"]
+    assert [line["request_id"] for line in beats] == request_ids
+    assert {line["status"] for line in beats} == {200}
+    assert all(line.keys() == requests[-1].keys() for line in beats)
+    assert access not in server.output()
 
 
 def test_production_mode_refuses_to_start_without_secret_key(workdir) -> None:  # type: ignore[no-untyped-def]

@@ -84,6 +84,9 @@ async def device(admin: SignedInClient, device_client: httpx.AsyncClient) -> Pai
     return await pair_device(admin.client, device_client, admin.csrf_token)
 
 
+DEVICES = "/api/v1/admin/devices"
+
+
 def assert_problem(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -402,6 +405,33 @@ async def test_heartbeat_marks_the_device_online_until_the_window_passes(
     assert offline["lastSeenAtIso"] == iso(at)
 
 
+async def test_fleet_online_filter_agrees_with_presence_before_any_flush(
+    admin: SignedInClient,
+    device_client: httpx.AsyncClient,
+    device: PairedDevice,
+    settings: Settings,
+) -> None:
+    silent = await pair_device(admin.client, device_client, admin.csrf_token)
+    token = await access_token(device_client, device)
+    at = clock.now().replace(microsecond=0)
+    window = timedelta(seconds=settings.heartbeat_online_window_seconds)
+
+    async def listed(online: str) -> dict[str, bool]:
+        response = await admin.client.get(DEVICES, params={"online": online})
+        assert response.status_code == 200, response.text
+        return {item["deviceId"]: item["online"] for item in response.json()["items"]}
+
+    with clock.frozen(at):
+        response = await device_client.post(HEARTBEAT, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        # No flush job has run: the database has no last-seen time for either device yet.
+        assert await listed("true") == {device.device_id: True}
+        assert await listed("false") == {silent.device_id: False}
+    with clock.frozen(at + window):
+        assert await listed("true") == {}
+        assert await listed("false") == {device.device_id: False, silent.device_id: False}
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -630,15 +660,17 @@ async def test_made_up_key_ids_do_not_empty_the_cache_of_verified_tokens(
 async def test_heartbeat_refuses_an_expired_access_token(
     device_client: httpx.AsyncClient, device: PairedDevice, settings: Settings, used_before: bool
 ) -> None:
-    token = await access_token(device_client, device)
-    if used_before:
+    # Frozen: with a running clock the last second of the token could tick over mid-test.
+    with clock.frozen():
+        token = await access_token(device_client, device)
+        if used_before:
+            assert (await heartbeat(device_client, token)).status_code == 200
+        clock.advance(timedelta(seconds=settings.access_token_lifetime_seconds - 1))
         assert (await heartbeat(device_client, token)).status_code == 200
-    clock.advance(timedelta(seconds=settings.access_token_lifetime_seconds - 1))
-    assert (await heartbeat(device_client, token)).status_code == 200
 
-    clock.advance(timedelta(seconds=1))
+        clock.advance(timedelta(seconds=1))
 
-    assert_problem(await heartbeat(device_client, token), 401, "token_expired")
+        assert_problem(await heartbeat(device_client, token), 401, "token_expired")
     assert (await heartbeat(device_client, await access_token(device_client, device))).is_success
 
 
