@@ -14,7 +14,7 @@ from datetime import timedelta
 from app import clock
 from app.logging import get_logger
 from app.presence import PresenceStore
-from app.services import accounts, pairing, presence
+from app.services import accounts, app_onboarding, pairing, presence
 from app.settings import Settings
 
 log = get_logger(__name__)
@@ -55,8 +55,9 @@ async def cleanup(context: JobContext) -> int:
     sessions = await accounts.delete_stale_sessions(
         now=now, retention=timedelta(days=context.settings.session_retention_days)
     )
-    log.info("cleanup_done", console_sessions=sessions)
-    return sessions
+    app_records = await app_onboarding.cleanup(now=now, settings=context.settings)
+    log.info("cleanup_done", console_sessions=sessions, admin_app_records=app_records)
+    return sessions + app_records
 
 
 @dataclass(frozen=True, slots=True)

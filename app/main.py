@@ -19,6 +19,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from app import db
 from app.api import (
+    admin_app,
     audit_log,
     device_registration,
     device_runtime,
@@ -45,7 +46,7 @@ from app.services import signing_keys
 from app.settings import Settings, load_settings
 from app.web import audit_log as web_audit_log
 from app.web import auth as web_auth
-from app.web import fleet, pairing
+from app.web import fleet, mobile_app, pairing
 from app.web.errors import handle_web_error
 from app.web.rendering import STATIC_DIR
 from app.worker import EmbeddedScheduler
@@ -138,10 +139,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *pairing_sessions.routes,
         *devices.routes,
         *audit_log.routes,
+        *admin_app.routes,
         *web_auth.routes,
         *fleet.routes,
         *pairing.routes,
         *web_audit_log.routes,
+        *mobile_app.routes,
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
 
     pairing_code_ttl_seconds: int = Field(default=60, gt=0)
     app_qr_ttl_seconds: int = Field(default=300, gt=0)
+    # An admin-app refresh token lives this long after its last use (each refresh renews it).
+    app_refresh_token_ttl_days: int = Field(default=30, gt=0)
+    # Admin-app connections revoked, or unused, for this long are deleted by the cleanup job.
+    app_device_retention_days: int = Field(default=90, gt=0)
     heartbeat_online_window_seconds: int = Field(default=90, gt=0)
     device_credential_ttl_days: int = Field(default=90, gt=0)
     supported_capabilities: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CAPABILITIES

@@ -123,3 +123,19 @@ class HeartbeatRequest(ApiModel):
 class PushTokenRequest(ApiModel):
     push_token: PushToken
     apns_environment: Literal["sandbox", "production"]
+
+
+DeviceIdentifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._:\-]{1,128}$")
+]
+
+
+class AppExchangeRequest(ApiModel):
+    token: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{43}$")]
+    device_name: Label
+    platform: Literal["ios", "android"]
+    device_identifier: DeviceIdentifier
+
+
+class AppRefreshRequest(ApiModel):
+    refresh_token: CredentialText

@@ -48,20 +48,35 @@ async def _keyring_for(connection: HTTPConnection, raw: str):  # type: ignore[no
     return state.keyring
 
 
-async def require_device(connection: HTTPConnection) -> AccessClaims:
+async def verified_claims(
+    connection: HTTPConnection,
+    *,
+    token_type: str,
+    audience: str,
+    renew: str,
+    revoked: str | None = None,
+) -> AccessClaims:
+    """The claims of the request's bearer token, of this type and audience, not revoked.
+
+    `renew` tells the caller how to get a fresh token once this one has expired; `revoked`
+    replaces the default message of `token_revoked`.
+    """
     raw = bearer_token(connection)
     keyring = await _keyring_for(connection, raw)
     try:
         claims = keyring.verify(
-            raw,
-            token_type=DEVICE_TOKEN_TYPE,
-            audience=DEVICE_AUDIENCE,
-            now=int(clock.now().timestamp()),
+            raw, token_type=token_type, audience=audience, now=int(clock.now().timestamp())
         )
     except InvalidAccessToken as exc:
         if exc.reason == "expired":
-            raise TokenExpired("The access token has expired; get a new one.") from exc
+            raise TokenExpired(f"The access token has expired; {renew}.") from exc
         raise InvalidCredentials("The access token is not valid here.") from exc
     if await connection.app.state.presence.is_revoked(claims.token_id):
-        raise TokenRevoked
+        raise TokenRevoked(revoked)
     return claims
+
+
+async def require_device(connection: HTTPConnection) -> AccessClaims:
+    return await verified_claims(
+        connection, token_type=DEVICE_TOKEN_TYPE, audience=DEVICE_AUDIENCE, renew="get a new one"
+    )

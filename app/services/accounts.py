@@ -16,7 +16,7 @@ from app.auth.ratelimit import RateLimiter
 from app.logging import get_logger
 from app.models import ConsoleSession, User
 from app.models.user import Role
-from app.services import audit
+from app.services import app_onboarding, audit
 from app.services.errors import DomainError, InvalidCredentials, UserAlreadyExists
 from app.settings import Settings
 
@@ -131,6 +131,7 @@ async def sign_in(
 
 async def sign_out(*, session: ConsoleSession, ip: str | None) -> None:
     await sessions.end_session(session)
+    await app_onboarding.cancel_for_console_session(console_session=session, ip=ip)
     await audit.record(
         audit.Entry(
             action="user.signed_out",

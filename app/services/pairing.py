@@ -90,9 +90,10 @@ def _admin(user: User, ip: str | None) -> audit.Actor:
     return audit.Actor(type="user", id=str(user.id), ip=ip)
 
 
-def _entry(
+def session_entry(
     action: str, session: PairingSession, actor: audit.Actor, **metadata: Any
 ) -> audit.Entry:
+    """An audit entry about a pairing session (scanner or admin app)."""
     return audit.Entry(
         action=action,
         actor=actor,
@@ -126,7 +127,7 @@ async def mint(*, admin: User, ip: str | None, settings: Settings) -> MintedCode
                     using_db=connection,
                 )
                 await audit.record(
-                    _entry(
+                    session_entry(
                         "pairing.code.minted",
                         session,
                         _admin(admin, ip),
@@ -195,7 +196,7 @@ async def _count_wrong_proof(session: PairingSession, now: datetime) -> DomainEr
             PairingSessionMachine,
             "burn",
             changes={"resolved_at": now},
-            entry=_entry(
+            entry=session_entry(
                 "pairing.burned", session, audit.Actor.system(), failedAttempts=MAX_FAILED_PROOFS
             ),
         )
@@ -316,7 +317,7 @@ async def _claim(
             "device_challenge": device_challenge,
             "pending_device": _pending_device(details, ip, check_code),
         },
-        entry=_entry(
+        entry=session_entry(
             "pairing.claimed",
             session,
             audit.Actor(type="device", ip=ip),
@@ -434,7 +435,9 @@ async def approve(
             now=now,
             where={"expires_at__gt": now},
             changes={"resolved_at": now, "pending_device": pending},
-            entry=_entry("pairing.approved", session, _admin(admin, ip), capabilities=granted),
+            entry=session_entry(
+                "pairing.approved", session, _admin(admin, ip), capabilities=granted
+            ),
         )
     except (StaleState, TransitionNotAllowed, DeadlinePassed):
         await session.refresh_from_db()
@@ -454,7 +457,7 @@ async def _decide(
             PairingSessionMachine,
             event,
             changes={"resolved_at": now},
-            entry=_entry(action, session, _admin(admin, ip)),
+            entry=session_entry(action, session, _admin(admin, ip)),
         )
     except (StaleState, TransitionNotAllowed):
         await session.refresh_from_db()
@@ -495,7 +498,7 @@ async def expire_overdue(*, now: datetime, limit: int = 500) -> int:
                 now=now,
                 where={"expires_at__lte": now},
                 changes={"resolved_at": now},
-                entry=_entry(
+                entry=session_entry(
                     "pairing.expired", session, audit.Actor.system(), kind=session.kind.value
                 ),
             )

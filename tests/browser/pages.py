@@ -114,3 +114,43 @@ class DevicePage:
         self.page.once("dialog", lambda confirm: confirm.accept())
         self.page.get_by_test_id("deregister").click()
         expect(self.page.get_by_test_id("device-state")).to_have_text("Deregistered")
+
+
+@dataclass
+class MobileAppPage:
+    page: Page
+
+    def open(self) -> MobileAppPage:
+        self.page.goto("/admin/mobile-app")
+        return self
+
+    def empty_state(self) -> Locator:
+        return self.page.get_by_test_id("empty-state")
+
+    def generate_qr_code(self) -> Locator:
+        self.page.get_by_role("button", name="Generate QR Code").click()
+        card = self.page.get_by_test_id("app-qr-card")
+        expect(card).to_be_visible()
+        return card
+
+    def countdown(self) -> Locator:
+        return self.page.get_by_test_id("app-qr-countdown")
+
+    def scan_qr(self, workdir: Path) -> str:
+        """Decode the QR on screen with zbar, as the admin app's camera would."""
+        shot = workdir / "app-qr.png"
+        self.page.get_by_test_id("app-qr").screenshot(path=str(shot))
+        decoded = subprocess.run(
+            ["zbarimg", "--raw", "-q", str(shot)], capture_output=True, text=True, check=True
+        )
+        return decoded.stdout.strip()
+
+    def device_rows(self) -> Locator:
+        return self.page.get_by_test_id("app-devices").locator("tbody tr")
+
+    def row_for(self, device_name: str) -> Locator:
+        return self.device_rows().filter(has_text=device_name)
+
+    def revoke_access(self, device_name: str, *, confirm: bool) -> None:
+        self.page.once("dialog", lambda d: d.accept() if confirm else d.dismiss())
+        self.row_for(device_name).get_by_role("button", name="Revoke Access").click()

@@ -100,3 +100,19 @@ async def test_cleanup_forgets_old_console_sessions_and_keeps_the_audit_log(
     assert await jobs.cleanup(_context(app)) == 1
     assert await ConsoleSession.all().count() == 0
     assert await AuditEvent.all().count() == audit_rows
+
+
+async def test_cleanup_also_deletes_expired_admin_app_qr_codes(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    settings: Settings = app.state.settings
+    admin = await sign_in(client, await make_user(Role.ADMIN))
+    generated = await client.post("/api/v1/admin/app/generate-qr", headers=admin.write_headers())
+    assert generated.status_code == 201, generated.text
+    assert await jobs.cleanup(_context(app)) == 0
+
+    clock.advance(timedelta(seconds=settings.app_qr_ttl_seconds + 1))
+
+    assert await jobs.cleanup(_context(app)) == 1
+    assert not await PairingSession.filter(kind="admin_app").exists()
+    assert await AuditEvent.filter(action="app.qr.generated").count() == 1

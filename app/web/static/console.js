@@ -37,6 +37,10 @@
     }
   }, true);
 
+  function asClock(seconds) {
+    return Math.floor(seconds / 60) + ":" + String(seconds % 60).padStart(2, "0");
+  }
+
   // Counts down from the server's expiry; the browser clock only measures elapsed time.
   function startCountdowns(root) {
     for (const el of root.querySelectorAll("[data-countdown]")) {
@@ -47,7 +51,7 @@
       const tick = function () {
         if (!el.isConnected) return;
         const left = Math.max(0, Math.ceil(total - (performance.now() - started) / 1000));
-        el.textContent = left > 0 ? left + " s" : "expired";
+        el.textContent = left === 0 ? "expired" : el.dataset.format === "clock" ? asClock(left) : left + " s";
         el.classList.toggle("expired", left === 0);
         if (left > 0) setTimeout(tick, 250);
       };

@@ -1,0 +1,227 @@
+"""Admin-app credentials: the rotating refresh token, and what every access token is checked
+against.
+
+A refresh token is one `DeviceToken` row of the admin-app device (`pxr_<lookup id>_<random>`,
+stored as its SHA-256). Each refresh rotates it; a rotated-out token that comes back means a
+copy exists, so the device is revoked. Access JWTs carry the row's id as `tid`: rotating or
+revoking the row ends them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from app import clock
+from app.auth.hashing import matches, sha256_hex
+from app.models import Device, DeviceToken, User
+from app.models.device import DeviceKind
+from app.presence import PresenceStore
+from app.services import audit
+from app.services.credentials import ROTATION_RACE_WINDOW
+from app.services.errors import (
+    Conflict,
+    InvalidCredentials,
+    NotAuthenticated,
+    StaleState,
+    TokenExpired,
+    TokenRevoked,
+)
+from app.services.transitions import fire
+from app.settings import Settings
+from statemachines import DeviceMachine, DeviceTokenMachine, TransitionNotAllowed
+
+REFRESH_PREFIX = "pxr_"
+ACCESS_TOKEN_LIFETIME_SECONDS = 15 * 60
+_SHAPE = re.compile(rf"^{REFRESH_PREFIX}([0-9a-f]{{16}})_[A-Za-z0-9_-]{{43}}$")
+# Compared against when no row matches, so unknown tokens cost what known ones do.
+_ABSENT_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class AppTokens:
+    """The refresh token exists in clear only here, on its way into one response."""
+
+    device: Device
+    token: DeviceToken
+    refresh_token: str
+
+    def __repr__(self) -> str:
+        return f"AppTokens(device={self.device.id}, token={self.token.id}, refresh_token=***)"
+
+
+def refresh_ttl(settings: Settings) -> timedelta:
+    return timedelta(days=settings.app_refresh_token_ttl_days)
+
+
+async def issue(
+    *, device: Device, now: datetime, ttl: timedelta, using_db: BaseDBAsyncClient
+) -> AppTokens:
+    lookup_id = secrets.token_hex(8)
+    refresh_token = f"{REFRESH_PREFIX}{lookup_id}_{secrets.token_urlsafe(32)}"
+    digest = sha256_hex(refresh_token)
+    token = await DeviceToken.create(
+        device=device,
+        lookup_id=lookup_id,
+        # One string, not a token + secret pair: both columns hold its hash, so no device
+        # credential pair can ever match it.
+        token_hash=digest,
+        secret_hash=digest,
+        issued_at=now,
+        expires_at=now + ttl,
+        using_db=using_db,
+    )
+    return AppTokens(device, token, refresh_token)
+
+
+async def _find(refresh_token: str) -> DeviceToken:
+    match = _SHAPE.fullmatch(refresh_token)
+    row = None
+    if match:
+        row = await DeviceToken.get_or_none(lookup_id=match.group(1)).select_related("device")
+    if not matches(row.token_hash if row else _ABSENT_HASH, sha256_hex(refresh_token)):
+        raise InvalidCredentials("The refresh token is not valid.")
+    assert row is not None
+    if row.device.kind is not DeviceKind.ADMIN_APP:
+        raise InvalidCredentials("The refresh token is not valid.")
+    return row
+
+
+async def refresh(
+    *, refresh_token: str, ip: str | None, settings: Settings, presence: PresenceStore
+) -> AppTokens:
+    """New refresh token for old, exactly once; a replayed old one revokes the device."""
+    row = await _find(refresh_token)
+    device = row.device
+    now = clock.now()
+    if row.state == "revoked" or device.state != "active":
+        raise TokenRevoked
+    if row.state == "rotated":
+        if row.ended_at is not None and now - row.ended_at < ROTATION_RACE_WINDOW:
+            raise Conflict("This refresh token was just used by another request.")
+        await _reuse_detected(row, device, ip, presence)
+        raise TokenRevoked("This refresh token was already used; the app was signed out.")
+    if row.state == "expired" or now >= row.expires_at:
+        with contextlib.suppress(StaleState, TransitionNotAllowed):
+            await fire(row, DeviceTokenMachine, "expire", now=now, changes={"ended_at": now})
+        raise TokenExpired("The refresh token has expired; connect the app again.")
+    try:
+        async with in_transaction() as connection:
+            await fire(
+                row,
+                DeviceTokenMachine,
+                "rotate",
+                now=now,
+                changes={"ended_at": now},
+                using_db=connection,
+            )
+            issued = await issue(
+                device=device, now=now, ttl=refresh_ttl(settings), using_db=connection
+            )
+            await (
+                DeviceToken.filter(id=row.id)
+                .using_db(connection)
+                .update(replaced_by_id=issued.token.id)
+            )
+            await (
+                Device.filter(id=device.id)
+                .using_db(connection)
+                .update(last_ip=ip, last_seen_at=now)
+            )
+    except (StaleState, TransitionNotAllowed):
+        raise Conflict("This refresh token was just used by another request.") from None
+    await presence.publish_revocations([str(row.id)])
+    presence.record_heartbeat(str(device.id), now.timestamp())
+    return issued
+
+
+async def _reuse_detected(
+    old: DeviceToken, device: Device, ip: str | None, presence: PresenceStore
+) -> None:
+    with contextlib.suppress(StaleState, TransitionNotAllowed):
+        await revoke_device(
+            device,
+            action="app.refresh.reuse_detected",
+            actor=audit.Actor(type="device", id=str(device.id), ip=ip),
+            reason="refresh_token_reused",
+            presence=presence,
+            tokenId=str(old.id),
+        )
+
+
+async def revoke_device(
+    device: Device,
+    *,
+    action: str,
+    actor: audit.Actor,
+    reason: str,
+    presence: PresenceStore,
+    **metadata: str,
+) -> Device:
+    """Deregister the connection and revoke its refresh token; its access tokens die with it.
+
+    Raises `StaleState` / `TransitionNotAllowed` if it is already revoked.
+    """
+    now = clock.now()
+    async with in_transaction() as connection:
+        active = await DeviceToken.filter(device_id=device.id, state="active").using_db(connection)
+        for token in active:
+            await fire(
+                token,
+                DeviceTokenMachine,
+                "revoke",
+                changes={"ended_at": now},
+                using_db=connection,
+            )
+        await fire(
+            device,
+            DeviceMachine,
+            "deregister",
+            changes={"deleted_at": now},
+            using_db=connection,
+            entry=audit.Entry(
+                action=action,
+                actor=actor,
+                target_type="device",
+                target_id=str(device.id),
+                metadata={
+                    "deviceId": str(device.id),
+                    "deviceName": device.label,
+                    "reason": reason,
+                    "revokedTokenIds": [str(t.id) for t in active],
+                    **metadata,
+                },
+            ),
+        )
+    await presence.publish_revocations(str(t.id) for t in active)
+    return device
+
+
+async def owner_of_access_token(*, device_id: str, token_id: str) -> User:
+    """The database's word on a verified access token: its refresh token and device still
+    live, and the admin it belongs to, with the role they have now."""
+    try:
+        token_uuid, device_uuid = uuid.UUID(token_id), uuid.UUID(device_id)
+    except ValueError:
+        raise InvalidCredentials("The access token is not valid here.") from None
+    row = await DeviceToken.get_or_none(id=token_uuid, device_id=device_uuid).select_related(
+        "device__owner"
+    )
+    if (
+        row is None
+        or row.state != "active"
+        or row.device.state != "active"
+        or row.device.kind is not DeviceKind.ADMIN_APP
+    ):
+        raise TokenRevoked("This app's access was revoked; connect it again.")
+    owner: User = row.device.owner
+    if not owner.is_active:
+        raise NotAuthenticated("This account is disabled.")
+    return owner

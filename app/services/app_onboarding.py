@@ -1,0 +1,391 @@
+"""Admin mobile app onboarding (DESIGN §6): a QR code from the console, exchanged once by the
+app for an access token and a rotating refresh token; the admin's connected devices; cleanup.
+
+The QR token is single use by the database's word: the exchange is a conditional write that
+re-checks state and expiry in the statement itself, in the transaction that creates the
+device, its refresh token and the audit row. A token dies with the console session that
+showed it: signing out cancels it, and the exchange refuses one whose session has ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urljoin
+from uuid import UUID
+
+from tortoise.expressions import Q, Subquery
+from tortoise.transactions import in_transaction
+
+from app import clock
+from app.auth.hashing import sha256_hex
+from app.auth.ratelimit import RateLimiter
+from app.logging import get_logger
+from app.models import ConsoleSession, Device, DeviceToken, PairingSession, User
+from app.models.device import DeviceKind
+from app.models.pairing_session import PairingKind
+from app.presence import PresenceStore
+from app.services import app_credentials, audit
+from app.services.app_credentials import AppTokens
+from app.services.devices import with_presence
+from app.services.errors import (
+    CodeAlreadyUsed,
+    CodeExpired,
+    Conflict,
+    DomainError,
+    InvalidCode,
+    NotFound,
+    StaleState,
+)
+from app.services.pairing import effective_state, session_entry
+from app.services.transitions import fire
+from app.settings import Settings
+from statemachines import DeadlinePassed, PairingSessionMachine, TransitionNotAllowed
+
+log = get_logger(__name__)
+
+API_PATH = "/api/v1"
+
+
+@dataclass(frozen=True)
+class GeneratedQr:
+    """The token exists in clear only here, on its way into the QR code."""
+
+    session: PairingSession
+    payload: dict[str, str | None]
+
+    @property
+    def text(self) -> str:
+        return qr_text(self.payload)
+
+    def __repr__(self) -> str:
+        return f"GeneratedQr(session={self.session.id}, token=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class AppDetails:
+    name: str
+    platform: str
+    identifier: str
+
+
+def logo_url(settings: Settings) -> str | None:
+    """Absolute, so the app can fetch it before it knows anything else about the server."""
+    if not settings.site_logo_url:
+        return None
+    return urljoin(settings.public_base_url + "/", settings.site_logo_url)
+
+
+def qr_payload(*, token: str, settings: Settings) -> dict[str, str | None]:
+    return {
+        "token": token,
+        "apiBaseUrl": settings.public_base_url + API_PATH,
+        "logoUrl": logo_url(settings),
+        "siteName": settings.site_name,
+    }
+
+
+def qr_text(payload: dict[str, str | None]) -> str:
+    # ASCII-only compact JSON: the smallest QR code, and no reader guesses at an encoding.
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
+
+
+def _token_hash(token: str) -> str:
+    return sha256_hex("app-qr:" + token)
+
+
+def _ttl(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.app_qr_ttl_seconds)
+
+
+def _admin(user_id: UUID, ip: str | None) -> audit.Actor:
+    return audit.Actor(type="user", id=str(user_id), ip=ip)
+
+
+async def generate_qr(
+    *, admin: User, console_session: ConsoleSession, ip: str | None, settings: Settings
+) -> GeneratedQr:
+    """A new token; older unexpired ones stay valid until used, cancelled or signed out."""
+    now = clock.now()
+    token = secrets.token_urlsafe(32)
+    async with in_transaction() as connection:
+        session = await PairingSession.create(
+            kind=PairingKind.ADMIN_APP,
+            code_hash=_token_hash(token),
+            created_by=admin,
+            console_session=console_session,
+            created_at=now,
+            expires_at=now + _ttl(settings),
+            using_db=connection,
+        )
+        await audit.record(
+            session_entry(
+                "app.qr.generated",
+                session,
+                _admin(admin.id, ip),
+                expiresAtIso=session.expires_at.isoformat(),
+            ),
+            using_db=connection,
+        )
+    return GeneratedQr(session, qr_payload(token=token, settings=settings))
+
+
+async def _own_session(session_id: UUID, admin: User) -> PairingSession:
+    session = await PairingSession.get_or_none(
+        id=session_id, kind=PairingKind.ADMIN_APP, created_by_id=admin.id
+    )
+    if session is None:
+        raise NotFound("No such QR code.")
+    return session
+
+
+async def get_qr(*, session_id: UUID, admin: User) -> PairingSession:
+    return await _own_session(session_id, admin)
+
+
+async def cancel(*, session_id: UUID, admin: User, ip: str | None) -> PairingSession:
+    session = await _own_session(session_id, admin)
+    now = clock.now()
+    if effective_state(session, now) != "minted":
+        raise Conflict("This QR code is no longer valid.")
+    try:
+        return await fire(
+            session,
+            PairingSessionMachine,
+            "cancel",
+            changes={"resolved_at": now},
+            entry=session_entry("app.qr.cancelled", session, _admin(admin.id, ip), reason="admin"),
+        )
+    except (StaleState, TransitionNotAllowed):
+        raise Conflict("This QR code is no longer valid.") from None
+
+
+async def cancel_for_console_session(*, console_session: ConsoleSession, ip: str | None) -> int:
+    """Signing out kills the QR codes that session showed and nobody has used yet."""
+    now = clock.now()
+    unused = await PairingSession.filter(
+        kind=PairingKind.ADMIN_APP,
+        console_session_id=console_session.id,
+        state="minted",
+        expires_at__gt=now,
+    )
+    cancelled = 0
+    for session in unused:
+        with contextlib.suppress(StaleState, TransitionNotAllowed):
+            await fire(
+                session,
+                PairingSessionMachine,
+                "cancel",
+                changes={"resolved_at": now},
+                entry=session_entry(
+                    "app.qr.cancelled",
+                    session,
+                    _admin(console_session.user_id, ip),  # type: ignore[attr-defined]
+                    reason="signed_out",
+                ),
+            )
+            cancelled += 1
+    return cancelled
+
+
+def _refusal(state: str) -> DomainError:
+    if state == "redeemed":
+        return CodeAlreadyUsed("This QR code was already used; generate a new one.")
+    if state == "expired":
+        return CodeExpired("This QR code has expired; generate a new one.")
+    if state == "cancelled":
+        return CodeExpired("This QR code was withdrawn; generate a new one.")
+    return InvalidCode("This QR code is not valid.")
+
+
+async def _issuer_signed_in(session: PairingSession, now: datetime, settings: Settings) -> bool:
+    """The console session that showed the code is still open, and its admin still active."""
+    console = await ConsoleSession.get_or_none(
+        id=session.console_session_id  # type: ignore[attr-defined]
+    ).select_related("user")
+    if console is None or console.ended_at is not None or not console.user.is_active:
+        return False
+    idle = timedelta(minutes=settings.session_idle_minutes)
+    return now < console.expires_at and now - console.last_seen_at < idle
+
+
+async def _note_failure(
+    failure: DomainError,
+    session: PairingSession | None,
+    ip: str | None,
+    limiter: RateLimiter,
+    settings: Settings,
+) -> None:
+    await limiter.spend(settings.redeem_failures_per_ip, "app-exchange-ip", ip or "unknown")
+    await limiter.spend(settings.redeem_failures_global, "app-exchange-global")
+    if session is None:
+        log.info("app_exchange_failed", reason=failure.code, ip=ip)
+        return
+    # A known token coming back (used, expired, signed out) may be a photographed QR code.
+    await audit.record(
+        session_entry(
+            "app.exchange_failed",
+            session,
+            audit.Actor(type="device", ip=ip),
+            reason=failure.code,
+        )
+    )
+
+
+async def exchange(
+    *,
+    token: str,
+    details: AppDetails,
+    ip: str | None,
+    limiter: RateLimiter,
+    settings: Settings,
+    presence: PresenceStore,
+) -> AppTokens:
+    await limiter.ensure_allowed(
+        settings.redeem_failures_per_ip, "app-exchange-ip", ip or "unknown"
+    )
+    await limiter.ensure_allowed(settings.redeem_failures_global, "app-exchange-global")
+    now = clock.now()
+    session = await PairingSession.get_or_none(
+        code_hash=_token_hash(token), kind=PairingKind.ADMIN_APP
+    )
+    failure: DomainError | None = None
+    if session is None:
+        failure = InvalidCode("This QR code is not valid.")
+    elif (state := effective_state(session, now)) != "minted":
+        failure = _refusal(state)
+    elif not await _issuer_signed_in(session, now, settings):
+        failure = CodeExpired(
+            "The console session that showed this QR code has ended; generate a new one."
+        )
+    if failure is not None:
+        await _note_failure(failure, session, ip, limiter, settings)
+        raise failure
+    assert session is not None
+    try:
+        issued = await _connect(session, details, ip, now, settings)
+    except (StaleState, TransitionNotAllowed, DeadlinePassed):
+        # Lost the race to another exchange (or a sign-out), or the deadline just passed.
+        await session.refresh_from_db()
+        state = effective_state(session, now)
+        failure = _refusal("expired" if state == "minted" else state)
+        await _note_failure(failure, session, ip, limiter, settings)
+        raise failure from None
+    presence.record_heartbeat(str(issued.device.id), now.timestamp())
+    return issued
+
+
+async def _connect(
+    session: PairingSession, details: AppDetails, ip: str | None, now: datetime, settings: Settings
+) -> AppTokens:
+    owner = await User.get(id=session.created_by_id)  # type: ignore[attr-defined]
+    async with in_transaction() as connection:
+        await fire(
+            session,
+            PairingSessionMachine,
+            "redeem",
+            now=now,
+            where={"expires_at__gt": now},
+            changes={"resolved_at": now},
+            using_db=connection,
+        )
+        device = await Device.create(
+            kind=DeviceKind.ADMIN_APP,
+            label=details.name,
+            platform=details.platform,
+            device_identifier=details.identifier,
+            owner=owner,
+            registered_at=now,
+            last_seen_at=now,
+            last_ip=ip,
+            using_db=connection,
+        )
+        await PairingSession.filter(id=session.id).using_db(connection).update(device_id=device.id)
+        issued = await app_credentials.issue(
+            device=device, now=now, ttl=app_credentials.refresh_ttl(settings), using_db=connection
+        )
+        await audit.record(
+            audit.Entry(
+                action="app.device.connected",
+                actor=_admin(owner.id, ip),
+                target_type="device",
+                target_id=str(device.id),
+                metadata={
+                    "deviceId": str(device.id),
+                    "deviceName": details.name,
+                    "platform": details.platform,
+                    "deviceIdentifier": details.identifier,
+                    "pairingSessionId": str(session.id),
+                    "tokenId": str(issued.token.id),
+                },
+            ),
+            using_db=connection,
+        )
+    return issued
+
+
+async def list_devices(*, owner: User, presence: PresenceStore) -> list[Device]:
+    """The admin's connected apps, newest first, with last-active times from the store."""
+    devices = await Device.filter(
+        kind=DeviceKind.ADMIN_APP, owner_id=owner.id, deleted_at=None
+    ).order_by("-registered_at")
+    return await with_presence(devices, presence)
+
+
+async def revoke(
+    *, device_id: UUID, admin: User, ip: str | None, presence: PresenceStore
+) -> Device:
+    """Immediate: the refresh token is dead and every access token fails its next request."""
+    device = await Device.get_or_none(id=device_id, kind=DeviceKind.ADMIN_APP, owner_id=admin.id)
+    if device is None:
+        raise NotFound("No such connected device.")
+    try:
+        return await app_credentials.revoke_device(
+            device,
+            action="app.device.revoked",
+            actor=_admin(admin.id, ip),
+            reason="admin",
+            presence=presence,
+        )
+    except (StaleState, TransitionNotAllowed):
+        raise Conflict("This device's access was already revoked.") from None
+
+
+async def cleanup(*, now: datetime, settings: Settings) -> int:
+    """Delete dead QR codes, and connections revoked or unused beyond the retention, with
+    their spent refresh tokens. The audit log is never touched."""
+    horizon = now - timedelta(days=settings.app_device_retention_days)
+    app_devices = Device.filter(kind=DeviceKind.ADMIN_APP)
+    stale = app_devices.filter(
+        Q(deleted_at__lt=horizon)
+        | Q(deleted_at=None, last_seen_at__lt=horizon)
+        | Q(deleted_at=None, last_seen_at=None, registered_at__lt=horizon)
+    )
+    # Tokens and presence changes go with their device (cascade); the QR codes they came
+    # from lose the link and are deleted below. Counted by id: SQLite's count of changed
+    # rows would include the cascade.
+    stale_ids = await stale.values_list("id", flat=True)
+    devices = len(stale_ids)
+    if stale_ids:
+        await Device.filter(id__in=stale_ids).delete()
+    spent_tokens = (
+        await DeviceToken.filter(
+            device_id__in=Subquery(app_devices.values("id")), expires_at__lte=now
+        )
+        .exclude(state="active")
+        .delete()
+    )
+    qr_codes = await PairingSession.filter(
+        Q(state__in=("minted", "expired", "cancelled"), expires_at__lte=now)
+        | Q(state="redeemed", device_id=None),
+        kind=PairingKind.ADMIN_APP,
+    ).delete()
+    deleted = devices + spent_tokens + qr_codes
+    if deleted:
+        log.info(
+            "app_cleanup_done", devices=devices, refresh_tokens=spent_tokens, qr_codes=qr_codes
+        )
+    return deleted

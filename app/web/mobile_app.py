@@ -1,0 +1,134 @@
+"""The Mobile app page: connect the admin app by QR code, see and revoke connected devices."""
+
+from __future__ import annotations
+
+import contextlib
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from app import clock
+from app.api.actors import request_ip
+from app.api.admin_app import app_device_view
+from app.api.views import iso
+from app.auth.access import Principal, require_admin, require_console_admin, require_reader
+from app.models import Device
+from app.services import app_onboarding
+from app.services.errors import Conflict, DomainError, NotFound
+from app.services.pairing import effective_state
+from app.web.qr import qr_svg
+from app.web.rendering import render
+
+NO_STORE = {"Cache-Control": "no-store"}
+PLATFORMS = {"ios": "iOS", "android": "Android"}
+LIVE_REFRESH_SECONDS = 10
+# Fired when a QR code was used, so the device list reloads without waiting for its timer.
+DEVICES_CHANGED = "app-devices-changed"
+
+
+async def _devices_context(request: Request, principal: Principal) -> dict[str, object]:
+    devices = await app_onboarding.list_devices(
+        owner=principal.user, presence=request.app.state.presence
+    )
+    return {
+        "devices": [app_device_view(d) for d in devices],
+        "platforms": PLATFORMS,
+        "can_write": principal.is_admin,
+        "refresh_seconds": LIVE_REFRESH_SECONDS,
+    }
+
+
+async def page(request: Request) -> Response:
+    principal = await require_reader(request)
+    context = await _devices_context(request, principal)
+    return render(request, "mobile_app.html", context, headers=NO_STORE)
+
+
+async def devices(request: Request) -> Response:
+    principal = await require_reader(request)
+    context = await _devices_context(request, principal)
+    return render(request, "partials/app_devices.html", context, headers=NO_STORE)
+
+
+async def generate_qr(request: Request) -> Response:
+    principal = await require_console_admin(request)
+    assert principal.session is not None
+    generated = await app_onboarding.generate_qr(
+        admin=principal.user,
+        console_session=principal.session,
+        ip=request_ip(request),
+        settings=request.app.state.settings,
+    )
+    return render(
+        request,
+        "partials/app_qr.html",
+        {
+            "session_id": str(generated.session.id),
+            "state": "minted",
+            "qr": await qr_svg(generated.text, title="Admin app QR code"),
+            "expires_at": iso(generated.session.expires_at),
+            "server_now": iso(clock.now()),
+        },
+        headers=NO_STORE,
+    )
+
+
+async def qr_status(request: Request) -> Response:
+    principal = await require_admin(request)
+    session = await app_onboarding.get_qr(
+        session_id=request.path_params["session_id"], admin=principal.user
+    )
+    state = effective_state(session, clock.now())
+    device = None
+    headers = dict(NO_STORE)
+    if state == "redeemed" and session.device_id is not None:  # type: ignore[attr-defined]
+        device = await Device.get_or_none(id=session.device_id)  # type: ignore[attr-defined]
+        headers["HX-Trigger"] = DEVICES_CHANGED
+    return render(
+        request,
+        "partials/app_qr_status.html",
+        {
+            "session_id": str(session.id),
+            "state": state,
+            "device_name": device.label if device else None,
+        },
+        headers=headers,
+    )
+
+
+async def cancel_qr(request: Request) -> Response:
+    principal = await require_admin(request)
+    session_id: UUID = request.path_params["session_id"]
+    # Used or expired already: nothing is left to cancel, and the code goes away all the same.
+    with contextlib.suppress(DomainError):
+        await app_onboarding.cancel(
+            session_id=session_id, admin=principal.user, ip=request_ip(request)
+        )
+    return HTMLResponse("", headers=NO_STORE)
+
+
+async def revoke(request: Request) -> Response:
+    principal = await require_admin(request)
+    # Revoked meanwhile (another tab, the app itself): the list shows it gone all the same.
+    with contextlib.suppress(NotFound, Conflict):
+        await app_onboarding.revoke(
+            device_id=request.path_params["device_id"],
+            admin=principal.user,
+            ip=request_ip(request),
+            presence=request.app.state.presence,
+        )
+    context = await _devices_context(request, principal)
+    return render(request, "partials/app_devices.html", context, headers=NO_STORE)
+
+
+_BASE = "/admin/mobile-app"
+routes = [
+    Route(_BASE, page, methods=["GET"]),
+    Route(_BASE + "/devices", devices, methods=["GET"]),
+    Route(_BASE + "/devices/{device_id:uuid}/revoke", revoke, methods=["POST"]),
+    Route(_BASE + "/qr", generate_qr, methods=["POST"]),
+    Route(_BASE + "/qr/{session_id:uuid}", qr_status, methods=["GET"]),
+    Route(_BASE + "/qr/{session_id:uuid}/cancel", cancel_qr, methods=["POST"]),
+]
