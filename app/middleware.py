@@ -155,7 +155,8 @@ class PayloadTooLarge(DomainError):
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit: by Content-Length up front, else while streaming."""
+    """Refuse bodies over the limit: by Content-Length up front, and by the bytes that
+    actually arrive (a server may let chunked framing win over a declared length)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -166,12 +167,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None:
-            if declared > self.max_bytes:
-                await domain_problem(PayloadTooLarge())(scope, receive, send)
-                return
-            # The server reads exactly Content-Length bytes: nothing more can arrive.
-            await self.app(scope, receive, send)
+        if declared is not None and declared > self.max_bytes:
+            await domain_problem(PayloadTooLarge())(scope, receive, send)
             return
         received = 0
 

@@ -7,6 +7,7 @@ token this process has verified before and a small valid JSON body, with the sam
 body, headers and access-log line as the route in `device_runtime`. Everything else (a token
 seen for the first time, any refusal, a chunked or large body, an unusual request id) goes
 down the ordinary stack untouched, where the route decides it: the rules live there once.
+A backing service failing mid-heartbeat is answered by the API's own exception handlers.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import orjson
 from asgi_correlation_id import correlation_id
 from asgi_correlation_id.middleware import is_valid_uuid4
 from pydantic import ValidationError
+from starlette.datastructures import State
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import clock
 from app.api.bodies import is_json
-from app.api.errors import domain_problem
+from app.api.errors import API_EXCEPTION_HANDLERS
 from app.api.schemas import HeartbeatRequest
 from app.auth.jwt import DEVICE_TOKEN_TYPE, AccessClaims, Keyring
 from app.middleware import log_request, security_headers
 from app.services import heartbeats
-from app.services.errors import DomainError
 from app.settings import Settings
 
 PATH = "/api/devices/heartbeat"
@@ -44,7 +46,13 @@ class HeartbeatFastPath:
         self._security_headers = security_headers(hsts=settings.cookie_secure)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] != "POST"
+            # Mounted under a prefix, the router sees another path: leave it to the router.
+            or scope.get("root_path")
+        ):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -55,19 +63,24 @@ class HeartbeatFastPath:
             length is None
             or not length.isdigit()
             or int(length) > _MAX_FAST_BODY
+            # A server may let chunked framing win over Content-Length: never trust the length.
+            or b"transfer-encoding" in headers
             or (request_id is not None and not is_valid_uuid4(request_id.decode("latin-1")))
         ):
             await self.app(scope, receive, send)
             return
-        body, more = await _read_body(receive)
-        if more:
+        body, complete, disconnected = await _read_body(receive)
+        if disconnected:
             # The client went away mid-body: nobody is left to answer.
             return
-        replay = _replaying(body, receive)
+        replay = _replaying(body, complete, receive)
+        if not complete:
+            await self.app(scope, replay, send)
+            return
         state = scope["app"].state
         claims = _known_claims(headers.get(b"authorization"), state.keyring)
         fields = _fields(body, headers.get(b"content-type"))
-        if claims is None or fields is None or await state.presence.is_revoked(claims.token_id):
+        if claims is None or fields is None or await _maybe_revoked(state, claims):
             await self.app(scope, replay, send)
             return
 
@@ -84,8 +97,9 @@ class HeartbeatFastPath:
                     limiter=state.heartbeat_limiter,
                     settings=self._settings,
                 )
-            except DomainError as exc:
-                status = await self._refuse(exc, rid, scope, replay, send)
+            except Exception as exc:
+                # Rate limited, or a backing service failed: answered as by any API route.
+                status = await self._answer_failure(exc, rid, scope, replay, send)
                 return
             status = 200
             await send(
@@ -105,12 +119,15 @@ class HeartbeatFastPath:
             log_request(scope, status, started)
             correlation_id.reset(context)
 
-    async def _refuse(
-        self, exc: DomainError, rid: str, scope: Scope, receive: Receive, send: Send
+    async def _answer_failure(
+        self, exc: Exception, rid: str, scope: Scope, receive: Receive, send: Send
     ) -> int:
-        """A refusal from the service (the per-device rate limit): problem+json, as the route
-        would answer it."""
-        response = domain_problem(exc)
+        """A refusal from the service (the per-device rate limit) or a failing backing service:
+        problem+json from the API's exception handler for it, as the route would answer."""
+        handler = next(
+            API_EXCEPTION_HANDLERS[t] for t in type(exc).__mro__ if t in API_EXCEPTION_HANDLERS
+        )
+        response = await handler(Request(scope, receive), exc)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -133,20 +150,25 @@ def _request_headers(scope: Scope) -> dict[bytes, bytes]:
     return headers
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The whole body, and whether the client disconnected before sending all of it."""
+async def _read_body(receive: Receive) -> tuple[bytes, bool, bool]:
+    """The body as far as read; whether that is all of it (it stops reading past
+    `_MAX_FAST_BODY`, whatever the headers said); whether the client disconnected."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), True
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
+            return b"".join(chunks), False, True
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+        if not more or size > _MAX_FAST_BODY:
+            return b"".join(chunks), not more, False
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` as if the body had not been read yet."""
+def _replaying(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """`receive` as if the body read so far had not been read yet."""
     sent = False
 
     async def replay() -> Message:
@@ -154,9 +176,18 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         if sent:
             return await receive()
         sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": not complete}
 
     return replay
+
+
+async def _maybe_revoked(state: State, claims: AccessClaims) -> bool:
+    """Whether the route must judge this token: revoked, or the revocation check failed
+    (then the route asks again and answers the failure as every route does)."""
+    try:
+        return bool(await state.presence.is_revoked(claims.token_id))
+    except Exception:
+        return True
 
 
 def _known_claims(authorization: bytes | None, keyring: Keyring) -> AccessClaims | None:

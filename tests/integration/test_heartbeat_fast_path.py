@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
+from tortoise import connections
 
 from app.api.heartbeat_fast_path import HeartbeatFastPath
 from app.models.user import Role
 from app.settings import Settings
+from tests.backends import selected
 from tests.factories import SignedInClient, make_user, sign_in
 from tests.pairing_client import PairedDevice, access_token, bearer, pair_device
 
@@ -86,29 +89,53 @@ class Below:
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        # The pieces of the body the client had not yet sent when this was called.
+        self.pending: list[bytes] = []
+        self.unsent_on_arrival: list[int] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        self.bodies.append(message.get("body", b""))
+        self.unsent_on_arrival.append(len(self.pending))
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(b"".join(chunks))
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
 
 async def call(
-    app: Starlette, below: Below, headers: dict[str, str], body: bytes, *, chunked: bool = False
+    app: Starlette,
+    below: Below,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    chunked: bool = False,
+    declared: int | None = None,
+    root_path: str = "",
 ) -> int:
+    """One request straight into the fast path; `chunked` sends the body in two pieces with
+    no Content-Length, `declared` sends it in two pieces under a Content-Length of its own."""
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     if not chunked:
-        raw.append((b"content-length", str(len(body)).encode()))
+        length = len(body) if declared is None else declared
+        raw.append((b"content-length", str(length).encode()))
     scope = {
         "type": "http",
         "method": "POST",
         "path": HEARTBEAT,
+        "root_path": root_path,
         "headers": raw,
         "app": app,
         "query_string": b"",
     }
-    pieces = [body[:5], body[5:]] if chunked else [body]
+    if declared is not None:
+        pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+    else:
+        pieces = [body[:5], body[5:]] if chunked else [body]
+    below.pending = pieces
 
     async def receive() -> Message:
         piece = pieces.pop(0)
@@ -155,6 +182,12 @@ async def test_the_fast_path_answers_a_known_token_without_the_stack(
         pytest.param({"Content-Type": "application/json"}, b"{}", True, id="chunked"),
         pytest.param({"Content-Type": "application/json"}, b" " * 5000 + b"{}", False, id="large"),
         pytest.param({"X-Request-ID": "not-a-uuid"}, b"", False, id="odd-request-id"),
+        pytest.param(
+            {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            b"{}",
+            False,
+            id="chunked-and-content-length",
+        ),
     ],
 )
 async def test_anything_unusual_reaches_the_route_with_its_body_intact(
@@ -169,7 +202,109 @@ async def test_anything_unusual_reaches_the_route_with_its_body_intact(
     below = Below()
 
     assert await call(app, below, headers, body, chunked=chunked) == 299
-    assert below.bodies == [body[:5] if chunked else body]
+    assert below.bodies == [body]
+
+
+async def test_a_body_longer_than_declared_is_not_read_past_the_limit(
+    app: Starlette, known_token: str
+) -> None:
+    """Should a server deliver more than Content-Length said, the fast path stops reading
+    at its limit and hands the rest, unread, to the ordinary stack and its body limit."""
+    body = b"{}" + b" " * 99_998
+    below = Below()
+
+    assert await call(app, below, bearer(known_token), body, declared=2) == 299
+    assert below.bodies == [body]
+    # Handed over after 5 of its 100 pieces: 5,000 bytes, just past the 4,096 it reads.
+    assert below.unsent_on_arrival == [95]
+
+
+async def test_the_route_refuses_a_body_longer_than_declared(
+    app: Starlette, known_token: str
+) -> None:
+    body = json.dumps({"appVersion": "2.5.0", "padding": " " * 40_000}).encode()
+    statuses: list[int] = []
+    pieces = [body[:5], body[5:]]
+
+    async def receive() -> Message:
+        piece = pieces.pop(0)
+        return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    headers = [(b"content-length", b"20"), (b"content-type", b"application/json")]
+    headers.append((b"authorization", f"Bearer {known_token}".encode()))
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": HEARTBEAT,
+        "raw_path": HEARTBEAT.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("198.51.100.23", 40000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+
+    assert statuses == [413]
+
+
+async def test_under_a_root_path_the_router_decides(app: Starlette, known_token: str) -> None:
+    below = Below()
+
+    assert await call(app, below, bearer(known_token), b"", root_path="/polaris") == 299
+    assert below.bodies == [b""]
+
+
+@pytest.mark.skipif(
+    selected().is_postgres, reason="holds the SQLite write lock from a second connection"
+)
+async def test_a_failing_database_is_answered_alike_on_both_paths(
+    app: Starlette,
+    database_url: str,
+    device_client: httpx.AsyncClient,
+    device: PairedDevice,
+    known_token: str,
+) -> None:
+    fresh = await access_token(device_client, device)
+    # A new app version makes the heartbeat write to the database, which another process
+    # has locked; the route's answer escapes as an app exception, so the client takes it.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    body = {"appVersion": "9.9.9"}
+    database = connections.get("default")
+    _, [waited] = await database.execute_query("PRAGMA busy_timeout")
+    await database.execute_script("PRAGMA busy_timeout = 50")
+    locker = sqlite3.connect(database_url.removeprefix("sqlite://"), isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            fast = await c.post(HEARTBEAT, json=body, headers=bearer(known_token))
+            routed = await c.post(HEARTBEAT, json=body, headers=bearer(fresh))
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        await database.execute_script(f"PRAGMA busy_timeout = {waited[0]}")
+
+    for failed in (fast, routed):
+        assert failed.status_code == 500, failed.text
+        assert failed.headers["content-type"] == "application/problem+json"
+        assert failed.json()["code"] == "internal_error"
+    assert fast.json() == routed.json()
+    # The fast path still answers as the stack around the route would have.
+    assert uuid.UUID(fast.headers["x-request-id"])
+    assert "content-security-policy" in fast.headers
+    request_id = str(uuid.uuid4())
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        recovered = await c.post(
+            HEARTBEAT, json=body, headers={**bearer(known_token), "X-Request-ID": request_id}
+        )
+    assert recovered.status_code == 200
+    assert recovered.headers["x-request-id"] == request_id
 
 
 async def test_a_revoked_token_goes_to_the_route_at_once(
