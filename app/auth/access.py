@@ -19,10 +19,7 @@ from app.auth.jwt import ADMIN_AUDIENCE, ADMIN_TOKEN_TYPE
 from app.models import ConsoleSession, User
 from app.models.user import Role
 from app.services import app_credentials
-from app.services.errors import (
-    Forbidden,
-    NotAuthenticated,
-)
+from app.services.errors import Forbidden, NotAuthenticated
 from app.settings import Settings
 
 # The app speaks only the JSON API; console pages stay cookie-only.

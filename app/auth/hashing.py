@@ -16,6 +16,10 @@ def keyed_hash(key: str, value: str) -> str:
     return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
+# Compared against when no row matches, so unknown tokens cost what known ones do.
+ABSENT_HASH = "0" * 64
+
+
 def matches(expected_hex: str, candidate_hex: str) -> bool:
     return hmac.compare_digest(expected_hex.encode(), candidate_hex.encode())
 

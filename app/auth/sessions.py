@@ -68,7 +68,7 @@ async def find_session(cookie_value: str | None, settings: Settings) -> ConsoleS
     if session is None:
         return None
     now = clock.now()
-    if _timed_out(session, now, settings):
+    if timed_out(session, now, settings):
         await end_session(session, now=now)
         return None
     if now - session.last_seen_at >= _TOUCH_EVERY:
@@ -77,7 +77,7 @@ async def find_session(cookie_value: str | None, settings: Settings) -> ConsoleS
     return session
 
 
-def _timed_out(session: ConsoleSession, now: datetime, settings: Settings) -> bool:
+def timed_out(session: ConsoleSession, now: datetime, settings: Settings) -> bool:
     idle_limit = timedelta(minutes=settings.session_idle_minutes)
     return now >= session.expires_at or now - session.last_seen_at >= idle_limit
 

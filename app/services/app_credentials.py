@@ -20,7 +20,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.auth.hashing import matches, sha256_hex
+from app.auth.hashing import ABSENT_HASH, matches, new_token, sha256_hex
 from app.models import Device, DeviceToken, User
 from app.models.device import DeviceKind
 from app.presence import PresenceStore
@@ -41,8 +41,6 @@ from statemachines import DeviceMachine, DeviceTokenMachine, TransitionNotAllowe
 REFRESH_PREFIX = "pxr_"
 ACCESS_TOKEN_LIFETIME_SECONDS = 15 * 60
 _SHAPE = re.compile(rf"^{REFRESH_PREFIX}([0-9a-f]{{16}})_[A-Za-z0-9_-]{{43}}$")
-# Compared against when no row matches, so unknown tokens cost what known ones do.
-_ABSENT_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ async def issue(
     *, device: Device, now: datetime, ttl: timedelta, using_db: BaseDBAsyncClient
 ) -> AppTokens:
     lookup_id = secrets.token_hex(8)
-    refresh_token = f"{REFRESH_PREFIX}{lookup_id}_{secrets.token_urlsafe(32)}"
+    refresh_token = f"{REFRESH_PREFIX}{lookup_id}_{new_token()}"
     digest = sha256_hex(refresh_token)
     token = await DeviceToken.create(
         device=device,
@@ -86,7 +84,7 @@ async def _find(refresh_token: str) -> DeviceToken:
     row = None
     if match:
         row = await DeviceToken.get_or_none(lookup_id=match.group(1)).select_related("device")
-    if not matches(row.token_hash if row else _ABSENT_HASH, sha256_hex(refresh_token)):
+    if not matches(row.token_hash if row else ABSENT_HASH, sha256_hex(refresh_token)):
         raise InvalidCredentials("The refresh token is not valid.")
     assert row is not None
     if row.device.kind is not DeviceKind.ADMIN_APP:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urljoin
@@ -21,7 +20,8 @@ from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.auth.hashing import sha256_hex
+from app.auth import sessions
+from app.auth.hashing import new_token, sha256_hex
 from app.auth.ratelimit import RateLimiter
 from app.logging import get_logger
 from app.models import ConsoleSession, Device, DeviceToken, PairingSession, User
@@ -110,7 +110,7 @@ async def generate_qr(
 ) -> GeneratedQr:
     """A new token; older unexpired ones stay valid until used, cancelled or signed out."""
     now = clock.now()
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     async with in_transaction() as connection:
         session = await PairingSession.create(
             kind=PairingKind.ADMIN_APP,
@@ -142,8 +142,21 @@ async def _own_session(session_id: UUID, admin: User) -> PairingSession:
     return session
 
 
-async def get_qr(*, session_id: UUID, admin: User) -> PairingSession:
-    return await _own_session(session_id, admin)
+@dataclass(frozen=True, slots=True)
+class QrStatus:
+    session: PairingSession
+    state: str
+    # The app connected with it, once it is redeemed.
+    device: Device | None
+
+
+async def qr_status(*, session_id: UUID, admin: User) -> QrStatus:
+    session = await _own_session(session_id, admin)
+    state = effective_state(session, clock.now())
+    device = None
+    if state == "redeemed" and session.device_id is not None:  # type: ignore[attr-defined]
+        device = await Device.get_or_none(id=session.device_id)  # type: ignore[attr-defined]
+    return QrStatus(session, state, device)
 
 
 async def cancel(*, session_id: UUID, admin: User, ip: str | None) -> PairingSession:
@@ -208,8 +221,7 @@ async def _issuer_signed_in(session: PairingSession, now: datetime, settings: Se
     ).select_related("user")
     if console is None or console.ended_at is not None or not console.user.is_active:
         return False
-    idle = timedelta(minutes=settings.session_idle_minutes)
-    return now < console.expires_at and now - console.last_seen_at < idle
+    return not sessions.timed_out(console, now, settings)
 
 
 async def _note_failure(

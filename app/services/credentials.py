@@ -13,7 +13,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.auth.hashing import matches, sha256_hex
+from app.auth.hashing import ABSENT_HASH, matches, sha256_hex
 from app.models import Device, DeviceToken, User
 from app.models.device import DeviceKind
 from app.presence import PresenceStore
@@ -149,8 +149,6 @@ async def issue_token(
 
 
 _TOKEN_SHAPE = re.compile(rf"^{TOKEN_PREFIX}([0-9a-f]{{16}})_[A-Za-z0-9_-]{{32}}$")
-# Compared against when no row matches, so unknown tokens cost what known ones do.
-_ABSENT_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -167,8 +165,8 @@ async def authenticate(
     row = None
     if match:
         row = await DeviceToken.get_or_none(lookup_id=match.group(1)).select_related("device")
-    token_ok = matches(row.token_hash if row else _ABSENT_HASH, sha256_hex(device_token))
-    secret_ok = matches(row.secret_hash if row else _ABSENT_HASH, sha256_hex(device_secret))
+    token_ok = matches(row.token_hash if row else ABSENT_HASH, sha256_hex(device_token))
+    secret_ok = matches(row.secret_hash if row else ABSENT_HASH, sha256_hex(device_secret))
     if row is None or not (token_ok and secret_ok):
         raise InvalidCredentials("The device credentials are not valid.")
     now = clock.now()

@@ -14,10 +14,8 @@ from app.api.actors import request_ip
 from app.api.admin_app import app_device_view
 from app.api.views import iso
 from app.auth.access import Principal, require_admin, require_console_admin, require_reader
-from app.models import Device
 from app.services import app_onboarding
 from app.services.errors import Conflict, DomainError, NotFound
-from app.services.pairing import effective_state
 from app.web.qr import qr_svg
 from app.web.rendering import render
 
@@ -77,22 +75,19 @@ async def generate_qr(request: Request) -> Response:
 
 async def qr_status(request: Request) -> Response:
     principal = await require_admin(request)
-    session = await app_onboarding.get_qr(
+    status = await app_onboarding.qr_status(
         session_id=request.path_params["session_id"], admin=principal.user
     )
-    state = effective_state(session, clock.now())
-    device = None
     headers = dict(NO_STORE)
-    if state == "redeemed" and session.device_id is not None:  # type: ignore[attr-defined]
-        device = await Device.get_or_none(id=session.device_id)  # type: ignore[attr-defined]
+    if status.device is not None:
         headers["HX-Trigger"] = DEVICES_CHANGED
     return render(
         request,
         "partials/app_qr_status.html",
         {
-            "session_id": str(session.id),
-            "state": state,
-            "device_name": device.label if device else None,
+            "session_id": str(status.session.id),
+            "state": status.state,
+            "device_name": status.device.label if status.device else None,
         },
         headers=headers,
     )
