@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gevent
 import orjson
 from locust import FastHttpUser, events, task
 from locust.env import Environment
@@ -23,6 +22,7 @@ from locust.env import Environment
 from simulator.protocol import HEARTBEAT, JSON_HEADERS, TOKEN, USER_AGENT
 from simulator.state import DEFAULT_PATH, StateFile, StoredDevice
 
+HEADERS = {**JSON_HEADERS, "User-Agent": USER_AGENT}
 # Refresh an access token this long before it expires, as the simulator's devices do.
 REFRESH_MARGIN = 60.0
 
@@ -31,14 +31,12 @@ _deal = itertools.count()
 _deal_lock = threading.Lock()
 
 
-@events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     parser.add_argument("--sim-state", default=str(DEFAULT_PATH), help="simulator credentials")
     parser.add_argument("--heartbeat-every", type=float, default=30.0, help="s per device")
     parser.add_argument("--devices-per-user", type=int, default=50)
 
 
-@events.test_start.add_listener
 def _load_devices(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     assert options is not None
@@ -46,6 +44,11 @@ def _load_devices(environment: Environment, **_: Any) -> None:
     _devices[:] = StateFile(Path(options.sim_state)).load(host)
     if not _devices:
         raise SystemExit(f"no paired devices for {host} in {options.sim_state}: run the simulator")
+
+
+# Registered by call, not as decorators: an unannotated decorator would untype the listeners.
+events.init_command_line_parser.add_listener(_options)
+events.test_start.add_listener(_load_devices)
 
 
 def _slice(size: int) -> list[StoredDevice]:
@@ -66,13 +69,17 @@ class Device(FastHttpUser):
         self.every = float(options.heartbeat_every)
         self.turn = itertools.cycle(self.devices)
         self.tokens: dict[str, tuple[str, float]] = {}
+        # FastHttpSession takes a str body (geventhttpclient encodes it as UTF-8).
+        self.credentials = {
+            d.device_id: _json({"deviceToken": d.device_token, "deviceSecret": d.device_secret})
+            for d in self.devices
+        }
 
     def exchange(self, device: StoredDevice) -> str | None:
-        body = {"deviceToken": device.device_token, "deviceSecret": device.device_secret}
         with self.client.post(
             TOKEN,
-            data=orjson.dumps(body),
-            headers={**JSON_HEADERS, "User-Agent": USER_AGENT},
+            data=self.credentials[device.device_id],
+            headers=HEADERS,
             name=TOKEN,
             catch_response=True,
         ) as answer:
@@ -101,8 +108,9 @@ class HeartbeatingDevices(Device):
 
     def on_start(self) -> None:
         super().on_start()
-        # Users started in lock-step make a load no real fleet makes.
-        gevent.sleep(random.uniform(0, self.wait_time()))
+        # Users started in lock-step make a load no real fleet makes. Locust has patched
+        # time.sleep into gevent's, so this yields to the other users.
+        time.sleep(random.uniform(0, self.wait_time()))
 
     @task
     def heartbeat(self) -> None:
@@ -113,8 +121,8 @@ class HeartbeatingDevices(Device):
         body = {"appVersion": "2.4.0", "batteryLevel": round(random.uniform(0.2, 1), 2)}
         with self.client.post(
             HEARTBEAT,
-            data=orjson.dumps(body),
-            headers={**JSON_HEADERS, "User-Agent": USER_AGENT, "Authorization": f"Bearer {token}"},
+            data=_json(body),
+            headers={**HEADERS, "Authorization": f"Bearer {token}"},
             name=HEARTBEAT,
             catch_response=True,
         ) as answer:
@@ -135,6 +143,10 @@ class ExchangingTokens(Device):
     @task
     def token(self) -> None:
         self.exchange(next(self.turn))
+
+
+def _json(body: dict[str, Any]) -> str:
+    return orjson.dumps(body).decode()
 
 
 def _problem(answer: Any) -> str:

@@ -1,0 +1,55 @@
+"""Which CPU each process of the bench runs on, and how much CPU time the measured ones use."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Command prefixes that pin the measured server and the load generator apart."""
+
+    server: list[str]
+    load: list[str]
+    note: str
+
+
+def plan_cpus(enabled: bool) -> Pinning:
+    cpus = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cpus) < 2 or shutil.which("taskset") is None:
+        return Pinning([], [], "not pinned")
+    server_cpu, load_cpu = cpus[-1], cpus[0]
+    return Pinning(
+        ["taskset", "-c", str(server_cpu)],
+        ["taskset", "-c", str(load_cpu)],
+        f"server pinned to CPU {server_cpu}, wrk to CPU {load_cpu} (taskset)",
+    )
+
+
+def busy_elsewhere(seconds: float = 1.0) -> float:
+    """CPU share (0 to 1, whole machine) used while this process sleeps: other load skews runs."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        busy_before, total_before = sample()
+        time.sleep(seconds)
+        busy_after, total_after = sample()
+        return (busy_after - busy_before) / max(1, total_after - total_before)
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux; 0 elsewhere)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
