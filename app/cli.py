@@ -14,9 +14,9 @@ from rich.console import Console
 from tortoise import Tortoise
 
 from app import db
-from app.models.user import Role
+from app.errors import DomainError
+from app.models import Role
 from app.services import accounts
-from app.services.errors import DomainError
 from app.settings import ConfigurationError, Settings, load_settings
 
 T = TypeVar("T")
@@ -186,16 +186,14 @@ def worker() -> None:
     """Run background jobs under arq (needs REDIS_URL); any number of workers may run."""
     from arq.worker import run_worker
 
-    from app.worker import worker_settings
-
-    settings = _settings()
+    _settings()
     try:
-        settings_class = worker_settings(settings)
+        from app.worker import WorkerSettings
     except ConfigurationError as exc:
         err.print(f"[red]Configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
     out.print("Worker running the scheduled jobs (Ctrl+C to stop)")
-    run_worker(settings_class)
+    run_worker(WorkerSettings)
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
-"""Domain errors: named types raised by services, translated once at each edge."""
+"""Domain errors: named types raised anywhere below the edges, translated once at each edge
+(problem+json in `app.api.errors`, pages in `app.web.errors`)."""
 
 from __future__ import annotations
+
+from pydantic import ValidationError
 
 
 class DomainError(Exception):
@@ -43,7 +46,8 @@ class Conflict(DomainError):
 
 
 class StaleState(Conflict):
-    """A conditional write found the row no longer in the state it was read in."""
+    """A lifecycle move lost its race: the conditional write found the row no longer in the
+    state it was read in, or that state no longer allows the event."""
 
     code = "conflict"
     default_message = "Another request changed this first; reload and try again."
@@ -61,6 +65,11 @@ class RateLimited(DomainError):
 class Unavailable(DomainError):
     code = "unavailable"
     default_message = "A backing service is unavailable; try again shortly."
+
+
+class WeakPassword(DomainError):
+    code = "validation_error"
+    default_message = "The password is too weak."
 
 
 class UserAlreadyExists(DomainError):
@@ -132,3 +141,31 @@ class TokenExpired(DomainError):
 class TokenRevoked(DomainError):
     code = "token_revoked"
     default_message = "These credentials were revoked; pair the device again."
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+    default_message = "Send the body as application/json."
+
+
+class InvalidBody(DomainError):
+    code = "validation_error"
+    default_message = "The body is not valid JSON."
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    default_message = "The request body is too large."
+
+
+class MissingBearer(DomainError):
+    code = "invalid_credentials"
+    default_message = "Send an access token: Authorization: Bearer <token>."
+
+
+class BodyValidationFailed(Exception):
+    """A body or query string that failed its schema; the edge renders the field errors."""
+
+    def __init__(self, error: ValidationError) -> None:
+        super().__init__("invalid body")
+        self.error = error

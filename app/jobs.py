@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from app import clock
 from app.logging import get_logger
 from app.presence import PresenceStore
-from app.services import accounts, app_onboarding, pairing, presence
+from app.services import pairing_sessions, presence, retention
 from app.settings import Settings
 
 log = get_logger(__name__)
@@ -26,8 +25,8 @@ class JobContext:
     store: PresenceStore
 
 
-async def expire_pairing_sessions(context: JobContext) -> int:
-    expired = await pairing.expire_overdue(now=clock.now())
+async def expire_pairing_sessions(_: JobContext) -> int:
+    expired = await pairing_sessions.expire_overdue(now=clock.now())
     if expired:
         log.info("pairing_sessions_expired", count=expired)
     return expired
@@ -51,13 +50,15 @@ async def flush_last_seen(context: JobContext) -> int:
 
 async def cleanup(context: JobContext) -> int:
     """Delete what has outlived its use; the audit log is never touched."""
-    now = clock.now()
-    sessions = await accounts.delete_stale_sessions(
-        now=now, retention=timedelta(days=context.settings.session_retention_days)
+    deleted = await retention.cleanup(now=clock.now(), settings=context.settings)
+    log.info(
+        "cleanup_done",
+        console_sessions=deleted.console_sessions,
+        app_devices=deleted.app_devices,
+        refresh_tokens=deleted.refresh_tokens,
+        qr_codes=deleted.qr_codes,
     )
-    app_records = await app_onboarding.cleanup(now=now, settings=context.settings)
-    log.info("cleanup_done", console_sessions=sessions, admin_app_records=app_records)
-    return sessions + app_records
+    return deleted.total
 
 
 @dataclass(frozen=True, slots=True)

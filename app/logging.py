@@ -8,18 +8,28 @@ through the same handler and processors, so every line looks alike.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any
 
+import orjson
 import structlog
 from asgi_correlation_id import correlation_id
-from structlog.stdlib import NAME_TO_LEVEL
 from structlog.typing import EventDict, WrappedLogger
 
 _handler = logging.StreamHandler(sys.stderr)
+# structlog's method names, as `logging` levels.
+_LEVEL_OF = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
 
 class _StreamLogger:
@@ -31,13 +41,16 @@ class _StreamLogger:
 
     def enabled_for(self, method_name: str) -> bool:
         levels = self._levels
-        return not levels.disabled and levels.isEnabledFor(NAME_TO_LEVEL[method_name])
+        return not levels.disabled and levels.isEnabledFor(_LEVEL_OF[method_name])
 
     def msg(self, message: str) -> None:
         handler = _handler
-        with handler.lock:  # type: ignore[union-attr]
+        handler.acquire()
+        try:
             handler.stream.write(message + "\n")
             handler.flush()
+        finally:
+            handler.release()
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
@@ -77,14 +90,7 @@ def _fallback(value: object) -> str:
 
 
 def _dumps(event: EventDict, **_: Any) -> str:
-    # json.dumps's own spacing, minus the Python-level encoder it builds around the C one.
-    make_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-    if make_encoder is None:
-        return json.dumps(event, default=_fallback)
-    encode = make_encoder(
-        {}, _fallback, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
-    )
-    return "".join(encode(event, 0))
+    return orjson.dumps(event, default=_fallback, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 # What `configure_logging` sets up, for `DirectLogger`; JSON lines until it is called.
@@ -159,4 +165,6 @@ class DirectLogger:
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    # `configure_logging` makes every logger a filtering bound logger.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

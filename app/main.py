@@ -1,10 +1,11 @@
-"""create_app(settings): routes, middleware and the lifespan that owns every backend."""
+"""create_app(settings): the route groups, the middleware stack and the lifespan that owns
+every backend."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
@@ -13,142 +14,39 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
-from starlette.staticfiles import StaticFiles
 from tortoise.contrib.starlette import RegisterTortoise
 
-from app import db
-from app.api import (
-    admin_app,
-    audit_log,
-    device_registration,
-    device_runtime,
-    devices,
-    health,
-    pairing_sessions,
-    users,
-)
-from app.api import auth as api_auth
-from app.api.errors import API_EXCEPTION_HANDLERS
+from app import api, db, web
+from app.api.errors import API_EXCEPTION_HANDLERS, Handler
 from app.api.heartbeat_fast_path import HeartbeatFastPath
-from app.auth import sessions
 from app.auth.ratelimit import RateLimiter
-from app.jobs import JobContext
-from app.logging import configure_logging, get_logger
-from app.middleware import (
+from app.edge.cookies import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from app.edge.middleware import (
     AccessLogMiddleware,
     BodyLimitMiddleware,
     ConsoleCSRFMiddleware,
     SecurityHeadersMiddleware,
 )
+from app.edge.runtime import Runtime, runtime
+from app.jobs import JobContext
+from app.logging import configure_logging, get_logger
 from app.presence import create_store
+from app.scheduler import EmbeddedScheduler
 from app.services import signing_keys
+from app.services.revocations import DatabaseRevocations
 from app.settings import Settings, load_settings
-from app.web import audit_log as web_audit_log
-from app.web import auth as web_auth
-from app.web import fleet, mobile_app, pairing
 from app.web.errors import handle_web_error
-from app.web.rendering import STATIC_DIR
-from app.worker import EmbeddedScheduler
 
 log = get_logger(__name__)
 
-Handler = Callable[[Request, Exception], Awaitable[Response]]
-
-# Paths where no browser session acts: device clients and token exchanges carry no cookie.
-CSRF_EXEMPT = [
-    r"^/api/devices/",
-    r"^/api/v1/auth/login$",
-    r"^/api/v1/admin/app/(exchange-token|refresh)$",
-]
-# Sign-in through the console form is checked even before a session exists (login CSRF).
-CSRF_REQUIRED = [r"^/login$"]
+GROUPS = [*api.GROUPS, *web.GROUPS]
+API_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz")
 
 
-def _is_api(request: Request) -> bool:
-    return request.url.path.startswith(("/api/", "/.well-known/", "/healthz", "/readyz"))
-
-
-def _dispatch(api_handler: Handler) -> Handler:
-    async def handler(request: Request, exc: Exception) -> Response:
-        if _is_api(request):
-            return await api_handler(request, exc)
-        return await handle_web_error(request, exc)
-
-    return handler
-
-
-async def _refresh_keyring(app: Starlette, settings: Settings) -> None:
-    """Pick up a signing key rotated by another process (`polaris rotate-signing-key`)."""
-    while True:
-        await asyncio.sleep(signing_keys.REFRESH_SECONDS)
-        try:
-            app.state.keyring = await signing_keys.refreshed(app.state.keyring, settings)
-        except Exception as exc:  # the current keys stay in use; try again next time
-            log.warning("keyring_refresh_failed", error=type(exc).__name__)
-
-
-def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or load_settings()
-    configure_logging(level=settings.log_level, as_json=settings.log_json)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        redis = (
-            Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
-            if settings.redis_url
-            else None
-        )
-        app.state.redis = redis
-        app.state.rate_limiter = RateLimiter.for_backend(redis)
-        # Per process on purpose: a shared counter would cost a Redis call per heartbeat.
-        app.state.heartbeat_limiter = RateLimiter.for_backend(None)
-        async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
-            app.state.keyring = await signing_keys.load_keyring(settings)
-            app.state.presence = create_store(settings)
-            await app.state.presence.start()
-            keyring_refresh = asyncio.create_task(_refresh_keyring(app, settings))
-            scheduler = None
-            if settings.is_embedded and settings.embedded_scheduler:
-                scheduler = EmbeddedScheduler(JobContext(settings, app.state.presence))
-                await scheduler.start()
-            log.info(
-                "started",
-                environment=settings.environment.value,
-                database=settings.database_url.split("://", 1)[0],
-                embedded=settings.is_embedded,
-            )
-            try:
-                yield
-            finally:
-                keyring_refresh.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keyring_refresh
-                if scheduler is not None:
-                    await scheduler.stop()
-                await app.state.presence.stop()
-                if redis is not None:
-                    await redis.aclose(close_connection_pool=True)
-
-    routes = [
-        *health.routes,
-        *api_auth.routes,
-        *users.routes,
-        *device_registration.routes,
-        *device_runtime.routes,
-        *pairing_sessions.routes,
-        *devices.routes,
-        *audit_log.routes,
-        *admin_app.routes,
-        *web_auth.routes,
-        *fleet.routes,
-        *pairing.routes,
-        *web_audit_log.routes,
-        *mobile_app.routes,
-        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
-    ]
-    middleware = [
-        # Outermost: the heartbeats it answers skip every layer below.
+def middleware_stack(settings: Settings) -> list[Middleware]:
+    """Outermost first."""
+    return [
+        # The heartbeats it answers skip every layer below.
         Middleware(HeartbeatFastPath, settings=settings),
         Middleware(CorrelationIdMiddleware, header_name="X-Request-ID"),
         Middleware(AccessLogMiddleware),
@@ -157,19 +55,100 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(
             ConsoleCSRFMiddleware,
             secret=settings.secret,
-            cookie_name=sessions.CSRF_COOKIE,
-            header_name=sessions.CSRF_HEADER,
+            cookie_name=CSRF_COOKIE,
+            header_name=CSRF_HEADER,
             cookie_secure=settings.cookie_secure,
-            sensitive_cookies={sessions.SESSION_COOKIE},
-            required_urls=CSRF_REQUIRED,
-            exempt_urls=CSRF_EXEMPT,
+            sensitive_cookies={SESSION_COOKIE},
+            required_urls=[p for group in GROUPS for p in group.csrf_required_paths()],
+            exempt_urls=[p for group in GROUPS for p in group.csrf_exempt_paths()],
         ),
     ]
-    handlers = {exc: _dispatch(handler) for exc, handler in API_EXCEPTION_HANDLERS.items()}
+
+
+def _answered_by_edge(api_handler: Handler) -> Handler:
+    """The API answers problem+json; the console answers with pages and redirects."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith(API_PREFIXES):
+            return await api_handler(request, exc)
+        return await handle_web_error(request, exc)
+
+    return handler
+
+
+async def _refresh_keyring(state: Runtime) -> None:
+    """Pick up a signing key rotated by another process (`polaris rotate-signing-key`)."""
+    while True:
+        await asyncio.sleep(signing_keys.REFRESH_SECONDS)
+        try:
+            state.keyring = await signing_keys.refreshed(state.keyring, state.settings)
+        except Exception as exc:  # the current keys stay in use; try again next time
+            log.warning("keyring_refresh_failed", error=type(exc).__name__)
+
+
+@asynccontextmanager
+async def _background(state: Runtime) -> AsyncIterator[None]:
+    """The keyring refresh, and the jobs when embedded, for as long as the app serves."""
+    keyring_refresh = asyncio.create_task(_refresh_keyring(state))
+    scheduler = None
+    if state.settings.is_embedded and state.settings.embedded_scheduler:
+        scheduler = EmbeddedScheduler(JobContext(state.settings, state.presence))
+        await scheduler.start()
+    try:
+        yield
+    finally:
+        keyring_refresh.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keyring_refresh
+        if scheduler is not None:
+            await scheduler.stop()
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    redis = (
+        Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        if settings.redis_url
+        else None
+    )
+    try:
+        async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
+            app.state.runtime = Runtime(
+                settings=settings,
+                redis=redis,
+                rate_limiter=RateLimiter.for_backend(redis),
+                heartbeat_limiter=RateLimiter.for_backend(None),
+                presence=create_store(settings, DatabaseRevocations()),
+                keyring=await signing_keys.load_keyring(settings),
+            )
+            state = runtime(app)
+            await state.presence.start()
+            try:
+                async with _background(state):
+                    log.info(
+                        "started",
+                        environment=settings.environment.value,
+                        database=settings.database_url.split("://", 1)[0],
+                        embedded=settings.is_embedded,
+                    )
+                    yield
+            finally:
+                await state.presence.stop()
+    finally:
+        if redis is not None:
+            await redis.aclose(close_connection_pool=True)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    configure_logging(level=settings.log_level, as_json=settings.log_json)
     app = Starlette(
-        routes=routes,
-        middleware=middleware,
-        exception_handlers=handlers,  # type: ignore[arg-type]
+        routes=[route for group in GROUPS for route in group.mounted()],
+        middleware=middleware_stack(settings),
+        exception_handlers={
+            exc: _answered_by_edge(handler) for exc, handler in API_EXCEPTION_HANDLERS.items()
+        },
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -1,25 +1,29 @@
-"""Where the jobs run: arq workers on Redis, or an in-process scheduler when embedded.
+"""The background jobs under arq workers on Redis: `arq app.worker.WorkerSettings`, or
+`polaris worker`. Any number may run, since each cron tick has a unique job id and every
+job is safe to repeat. arq is kept behind this module so that it stays replaceable.
 
-`arq app.worker.WorkerSettings` (or `polaris worker`) starts a worker; any number may run,
-since each cron tick has a unique job id and every job is safe to repeat. arq is kept behind
-this module so that it stays replaceable.
+Importing this module reads the environment (arq imports it to find `WorkerSettings`), and
+refuses one without `REDIS_URL`: embedded, `polaris serve` runs the jobs itself
+(`app.scheduler`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
 from arq.cron import CronJob
+from arq.typing import StartupShutdown, WorkerCoroutine
+from arq.worker import Function
 from tortoise import Tortoise
 
 from app import db
 from app.jobs import JobContext, Schedule, schedules
 from app.logging import configure_logging, get_logger
 from app.presence import create_store
+from app.services.revocations import DatabaseRevocations
 from app.settings import ConfigurationError, Settings, load_settings
 
 log = get_logger(__name__)
@@ -40,10 +44,11 @@ def cron_fields(every_seconds: int) -> dict[str, Any]:
 
 def _cron_job(schedule: Schedule) -> CronJob:
     async def run(ctx: dict[str, Any]) -> int:
-        return await schedule.run(ctx["polaris"])
+        context: JobContext = ctx["polaris"]
+        return await schedule.run(context)
 
     return cron(
-        run,  # type: ignore[arg-type]
+        run,
         name=schedule.name,
         unique=True,
         timeout=max(schedule.every_seconds, 30),
@@ -51,74 +56,47 @@ def _cron_job(schedule: Schedule) -> CronJob:
     )
 
 
-def worker_settings(settings: Settings) -> type:
+def _redis_url(settings: Settings) -> str:
     if settings.redis_url is None:
         raise ConfigurationError(
             "The worker needs REDIS_URL. Without Redis, `polaris serve` runs the jobs itself."
         )
+    return settings.redis_url
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        configure_logging(level=settings.log_level, as_json=settings.log_json)
-        # The global fallback lets the job tasks arq spawns see the ORM context.
-        ctx["tortoise"] = await Tortoise.init(
-            config=db.tortoise_config(settings.database_url), _enable_global_fallback=True
-        )
-        ctx["polaris"] = JobContext(settings=settings, store=create_store(settings))
-        log.info("worker_started", jobs=[s.name for s in schedules(settings)])
 
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        if "polaris" in ctx:
-            await ctx["polaris"].store.stop()
-        if "tortoise" in ctx:
-            await ctx["tortoise"].close_connections()
+SETTINGS = load_settings()
+_REDIS_URL = _redis_url(SETTINGS)
 
-    return type(
-        "WorkerSettings",
-        (),
-        {
-            "functions": [],
-            "cron_jobs": [_cron_job(s) for s in schedules(settings)],
-            "on_startup": on_startup,
-            "on_shutdown": on_shutdown,
-            "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-            "queue_name": "polaris:jobs",
-            "health_check_key": "polaris:jobs:health-check",
-            "handle_signals": True,
-        },
+
+async def on_startup(ctx: dict[str, Any]) -> None:
+    configure_logging(level=SETTINGS.log_level, as_json=SETTINGS.log_json)
+    # The global fallback lets the job tasks arq spawns see the ORM context.
+    ctx["tortoise"] = await Tortoise.init(
+        config=db.tortoise_config(SETTINGS.database_url), _enable_global_fallback=True
     )
+    ctx["polaris"] = JobContext(
+        settings=SETTINGS, store=create_store(SETTINGS, DatabaseRevocations())
+    )
+    log.info("worker_started", jobs=[s.name for s in schedules(SETTINGS)])
 
 
-def __getattr__(name: str) -> Any:
-    # `arq app.worker.WorkerSettings` reads the environment only when it asks.
-    if name == "WorkerSettings":
-        return worker_settings(load_settings())
-    raise AttributeError(name)
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    if "polaris" in ctx:
+        await ctx["polaris"].store.stop()
+    if "tortoise" in ctx:
+        await ctx["tortoise"].close_connections()
 
 
-class EmbeddedScheduler:
-    """The same jobs, on timers inside the one `polaris serve` process."""
+class WorkerSettings:
+    """arq reads these class attributes as its worker's arguments (typed as arq's own
+    `WorkerSettingsBase` declares them)."""
 
-    def __init__(self, context: JobContext) -> None:
-        self._context = context
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._every(s), name=f"job:{s.name}")
-            for s in schedules(self._context.settings)
-        ]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _every(self, schedule: Schedule) -> None:
-        while True:
-            await asyncio.sleep(schedule.every_seconds)
-            try:
-                await schedule.run(self._context)
-            except Exception:
-                log.exception("job_failed", job=schedule.name)
+    functions: Sequence[WorkerCoroutine | Function] = ()
+    cron_jobs: Sequence[CronJob] | None = [_cron_job(s) for s in schedules(SETTINGS)]
+    # Static: arq calls them with its context, never as methods of this class.
+    on_startup: StartupShutdown | None = staticmethod(on_startup)
+    on_shutdown: StartupShutdown | None = staticmethod(on_shutdown)
+    redis_settings = RedisSettings.from_dsn(_REDIS_URL)
+    queue_name = "polaris:jobs"
+    health_check_key = "polaris:jobs:health-check"
+    handle_signals = True

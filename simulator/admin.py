@@ -119,8 +119,9 @@ class AdminApi:
         )
         body = response.json()
         self._auth_headers = {"X-CSRF-Token": str(body["csrfToken"])}
-        self.user = body["user"]
-        return body["user"]  # type: ignore[no-any-return]
+        user: dict[str, Any] = body["user"]
+        self.user = user
+        return user
 
     def use_bearer(self, access_token: str) -> None:
         """An admin-app access token: no cookie, no CSRF token (DESIGN §6)."""
@@ -176,24 +177,30 @@ class AdminApi:
         )
 
     async def pairing_session(self, session_id: str) -> PairingSessionView:
-        return (await self._call("GET", f"{PAIRING_SESSIONS}/{session_id}")).json()  # type: ignore[no-any-return]
+        view: PairingSessionView = (
+            await self._call("GET", f"{PAIRING_SESSIONS}/{session_id}")
+        ).json()
+        return view
 
     async def approve(
         self, session_id: str, *, capabilities: list[str] | None = None
     ) -> PairingSessionView:
         body = {"capabilities": capabilities} if capabilities is not None else {}
         answer = await self._call("POST", f"{PAIRING_SESSIONS}/{session_id}/approve", body=body)
-        return answer.json()  # type: ignore[no-any-return]
+        view: PairingSessionView = answer.json()
+        return view
 
     async def reject(self, session_id: str) -> PairingSessionView:
         answer = await self._call("POST", f"{PAIRING_SESSIONS}/{session_id}/reject")
-        return answer.json()  # type: ignore[no-any-return]
+        view: PairingSessionView = answer.json()
+        return view
 
     async def cancel(self, session_id: str) -> None:
         await self._call("DELETE", f"{PAIRING_SESSIONS}/{session_id}")
 
     async def device(self, device_id: str) -> DeviceView:
-        return (await self._call("GET", f"{DEVICES}/{device_id}")).json()  # type: ignore[no-any-return]
+        view: DeviceView = (await self._call("GET", f"{DEVICES}/{device_id}")).json()
+        return view
 
     async def devices_page(
         self,
@@ -201,6 +208,11 @@ class AdminApi:
         cursor: str | None = None,
         limit: int = 200,
         **filters: str | bool | None,
+    ) -> tuple[list[DeviceView], str | None]:
+        return await self._devices_page(cursor, limit, filters)
+
+    async def _devices_page(
+        self, cursor: str | None, limit: int, filters: dict[str, str | bool | None]
     ) -> tuple[list[DeviceView], str | None]:
         params: dict[str, Any] = {"limit": limit}
         for name, value in filters.items():
@@ -214,7 +226,7 @@ class AdminApi:
     async def iter_devices(self, **filters: str | bool | None) -> AsyncIterator[DeviceView]:
         cursor: str | None = None
         while True:
-            items, cursor = await self.devices_page(cursor=cursor, **filters)
+            items, cursor = await self._devices_page(cursor, 200, filters)
             for item in items:
                 yield item
             if not cursor:
@@ -228,7 +240,8 @@ class AdminApi:
 
     async def revoke_token(self, device_id: str, token_id: str) -> TokenView:
         answer = await self._call("POST", f"{DEVICES}/{device_id}/tokens/{token_id}/revoke")
-        return answer.json()  # type: ignore[no-any-return]
+        view: TokenView = answer.json()
+        return view
 
     async def audit(
         self, *, action: str | None = None, device_id: str | None = None, limit: int = 50
@@ -238,4 +251,7 @@ class AdminApi:
             params["action"] = action
         if device_id:
             params["deviceId"] = device_id
-        return (await self._call("GET", AUDIT, params=params)).json()["items"]  # type: ignore[no-any-return]
+        events: list[AuditEventView] = (await self._call("GET", AUDIT, params=params)).json()[
+            "items"
+        ]
+        return events

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -198,7 +198,6 @@ class Fleet:
     def _count(self, exchanges: int, started: float) -> None:
         # Only answered requests count: a heartbeat cancelled at shutdown was never one.
         for _ in range(exchanges):
-            self.stats.token_exchanges += 1
             self.stats.request(started)
         self.stats.request()
 
@@ -284,14 +283,3 @@ class Fleet:
             lag_p50=percentile(lags, 0.5),
             lag_p99=percentile(lags, 0.99),
         )
-
-
-def on_each(interval: float, action: Callable[[], None]) -> asyncio.Task[None]:
-    """Call `action` every `interval` seconds until the task is cancelled."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            action()
-
-    return asyncio.create_task(loop())

@@ -361,7 +361,8 @@ class DeviceApi:
         return Credentials.from_wire((await self._send("POST", ROTATE, credentials.wire())).json())
 
     async def jwks(self) -> dict[str, Any]:
-        return (await self._send("GET", JWKS)).json()  # type: ignore[no-any-return]
+        keys: dict[str, Any] = (await self._send("GET", JWKS)).json()
+        return keys
 
 
 class DeviceSession:

@@ -152,6 +152,10 @@ async def _not(probe: Awaitable[bool]) -> bool:
     return not await probe
 
 
+def _offline(ctx: ScenarioContext, device_id: str) -> Callable[[], Awaitable[bool]]:
+    return lambda: _not(ctx.online(device_id))
+
+
 async def _typed(ctx: ScenarioContext, decide: str) -> tuple[SimulatedScanner, Facts]:
     minted = await ctx.admin.mint_code()
     phone = ctx.scanner("ipad-air")
@@ -271,7 +275,7 @@ async def presence(ctx: ScenarioContext) -> Facts:
         device_id = phone.device_id
         assert device_id is not None
         await ctx.eventually(
-            lambda d=device_id: _not(ctx.online(d)),
+            _offline(ctx, device_id),
             within=ctx.online_window + 10,
             what=f"{phone.identity.label} offline after the window",
         )

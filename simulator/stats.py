@@ -28,7 +28,6 @@ class FleetStats:
     revoked: int = 0
     requests: int = 0
     heartbeats_ok: int = 0
-    token_exchanges: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     phase: str = "starting"
     started_at: float = field(default_factory=time.monotonic)

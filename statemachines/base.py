@@ -43,8 +43,14 @@ class LifecycleMachine(StateMachine):
     atomic_configuration_update = True
     enable_self_transition_entries = False
 
+    @classmethod
+    def open_states(cls) -> frozenset[str]:
+        """The states a row can still leave: all those the machine does not declare final."""
+        return frozenset(state.value for state in cls.states if not state.final)
+
     def _deadline(self) -> datetime:
-        return self.model.expires_at  # type: ignore[no-any-return]
+        deadline: datetime = self.model.expires_at
+        return deadline
 
     def ensure_before_deadline(self, now: datetime) -> None:
         if now >= self._deadline():

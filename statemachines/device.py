@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from statemachine import State
+from statemachine.states import States
 
 from statemachines.base import LifecycleMachine
+from statemachines.states import DeviceState
 
 
 class DeviceMachine(LifecycleMachine):
-    active = State(initial=True, value="active")
-    deregistered = State(final=True, value="deregistered")
+    s = States.from_enum(DeviceState, initial=DeviceState.active, final={DeviceState.deregistered})
 
-    deregister = active.to(deregistered)
+    deregister = s.active.to(s.deregistered)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from statemachine import State
+from statemachine.states import States
 
 from statemachines.base import LifecycleMachine
+from statemachines.states import TokenState
 
 
 class DeviceTokenMachine(LifecycleMachine):
-    active = State(initial=True, value="active")
-    rotated = State(final=True, value="rotated")
-    revoked = State(final=True, value="revoked")
-    expired = State(final=True, value="expired")
+    s = States.from_enum(
+        TokenState,
+        initial=TokenState.active,
+        final={TokenState.rotated, TokenState.revoked, TokenState.expired},
+    )
 
-    rotate = active.to(rotated, validators="ensure_before_deadline")
-    revoke = active.to(revoked)
-    expire = active.to(expired, validators="ensure_deadline_reached")
+    rotate = s.active.to(s.rotated, validators="ensure_before_deadline")
+    revoke = s.active.to(s.revoked)
+    expire = s.active.to(s.expired, validators="ensure_deadline_reached")

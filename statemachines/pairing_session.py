@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from statemachine import State
+from statemachine.states import States
 
 from statemachines.base import LifecycleMachine, TransitionRefused
+from statemachines.states import PairingState
 
 MAX_FAILED_PROOFS = 5
 
@@ -14,30 +15,33 @@ class AttemptsRemain(TransitionRefused):
 
 
 class PairingSessionMachine(LifecycleMachine):
-    minted = State(initial=True, value="minted")
-    pending_approval = State(value="pending_approval")
-    redeemed = State(final=True, value="redeemed")
-    rejected = State(final=True, value="rejected")
-    expired = State(final=True, value="expired")
-    cancelled = State(final=True, value="cancelled")
-    burned = State(final=True, value="burned")
-
-    redeem = minted.to(redeemed, validators="ensure_before_deadline")
-    claim = minted.to(pending_approval, validators="ensure_before_deadline")
-    approve = pending_approval.to(redeemed, validators="ensure_before_deadline")
-    reject = pending_approval.to(rejected)
-    expire = minted.to(expired, validators="ensure_deadline_reached") | pending_approval.to(
-        expired, validators="ensure_deadline_reached"
+    s = States.from_enum(
+        PairingState,
+        initial=PairingState.minted,
+        final={
+            PairingState.redeemed,
+            PairingState.rejected,
+            PairingState.expired,
+            PairingState.cancelled,
+            PairingState.burned,
+        },
     )
-    cancel = minted.to(cancelled)
+
+    redeem = s.minted.to(s.redeemed, validators="ensure_before_deadline")
+    claim = s.minted.to(s.pending_approval, validators="ensure_before_deadline")
+    approve = s.pending_approval.to(s.redeemed, validators="ensure_before_deadline")
+    reject = s.pending_approval.to(s.rejected)
+    expire = s.minted.to(s.expired, validators="ensure_deadline_reached") | s.pending_approval.to(
+        s.expired, validators="ensure_deadline_reached"
+    )
+    cancel = s.minted.to(s.cancelled)
     # A wrong console proof (minted) or device verifier (pending_approval) counts against
     # the session; the service fires `burn` once the count reaches the limit.
-    burn = minted.to(burned, validators="ensure_attempts_exhausted") | pending_approval.to(
-        burned, validators="ensure_attempts_exhausted"
+    burn = s.minted.to(s.burned, validators="ensure_attempts_exhausted") | s.pending_approval.to(
+        s.burned, validators="ensure_attempts_exhausted"
     )
 
     def ensure_attempts_exhausted(self) -> None:
-        if self.model.failed_attempts < MAX_FAILED_PROOFS:
-            raise AttemptsRemain(
-                f"{self.model.failed_attempts} of {MAX_FAILED_PROOFS} failed proofs"
-            )
+        failed: int = self.model.failed_attempts
+        if failed < MAX_FAILED_PROOFS:
+            raise AttemptsRemain(f"{failed} of {MAX_FAILED_PROOFS} failed proofs")

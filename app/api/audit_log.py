@@ -7,10 +7,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.bodies import parse_query
-from app.api.responses import json_response
 from app.api.schemas import AuditQuery
-from app.api.views import audit_view
-from app.auth.access import require_reader
+from app.edge.access import require_reader
+from app.edge.presenters import audit_view
+from app.edge.responses import json_response
 from app.services import audit
 
 
@@ -28,4 +28,4 @@ async def list_events(request: Request) -> Response:
     )
 
 
-routes = [Route("/api/v1/admin/audit", list_events, methods=["GET"])]
+routes = [Route("/audit", list_events, methods=["GET"])]

@@ -7,19 +7,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.bodies import parse_body
-from app.api.responses import json_response
-from app.api.schemas import LoginRequest, LoginResponse, UserOut
-from app.auth import sessions
-from app.auth.access import require_reader
-from app.auth.client_ip import client_ip
-from app.models import User
+from app.api.schemas import LoginRequest
+from app.auth.csrf import new_csrf_token
+from app.edge.access import require_reader
+from app.edge.cookies import SESSION_COOKIE, clear_session_cookies, set_session_cookies
+from app.edge.presenters import user_view
+from app.edge.responses import NO_STORE, json_response
+from app.edge.runtime import request_ip, runtime
+from app.errors import Forbidden
 from app.services import accounts
-from app.services.errors import Forbidden
-from app.settings import Settings
-
-
-def user_out(user: User) -> UserOut:
-    return UserOut(user_id=str(user.id), email=user.email, role=user.role.value)
 
 
 def refuse_cross_site(request: Request) -> None:
@@ -30,45 +26,45 @@ def refuse_cross_site(request: Request) -> None:
 
 
 async def login(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    state = runtime(request)
     refuse_cross_site(request)
     body = await parse_body(request, LoginRequest)
     signed_in = await accounts.sign_in(
         email=body.email,
         password=body.password,
-        ip=client_ip(request, settings.trusted_proxy_hops),
+        ip=request_ip(request),
         user_agent=request.headers.get("user-agent"),
-        previous_cookie=request.cookies.get(sessions.SESSION_COOKIE),
-        limiter=request.app.state.rate_limiter,
-        settings=settings,
+        previous_cookie=request.cookies.get(SESSION_COOKIE),
+        limiter=state.rate_limiter,
+        settings=state.settings,
     )
+    csrf_token = new_csrf_token(state.settings.secret)
     response = json_response(
-        LoginResponse(user=user_out(signed_in.user), csrf_token=signed_in.opened.csrf_token),
-        headers={"Cache-Control": "no-store"},
+        {"user": user_view(signed_in.user), "csrfToken": csrf_token},
+        headers=NO_STORE,
     )
-    sessions.set_session_cookies(response, signed_in.opened, settings)
+    set_session_cookies(response, signed_in.opened, csrf_token=csrf_token, settings=state.settings)
     return response
 
 
 async def logout(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
     principal = await require_reader(request)
     if principal.session is not None:
-        await accounts.sign_out(
-            session=principal.session, ip=client_ip(request, settings.trusted_proxy_hops)
-        )
+        await accounts.sign_out(session=principal.session, ip=request_ip(request))
     response = Response(status_code=204)
-    sessions.clear_session_cookies(response, settings)
+    clear_session_cookies(response, runtime(request).settings)
     return response
 
 
 async def me(request: Request) -> Response:
     principal = await require_reader(request)
-    return json_response({"user": user_out(principal.user).model_dump(by_alias=True)})
+    return json_response({"user": user_view(principal.user)})
 
 
 routes = [
-    Route("/api/v1/auth/login", login, methods=["POST"]),
-    Route("/api/v1/auth/logout", logout, methods=["POST"]),
-    Route("/api/v1/auth/me", me, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/me", me, methods=["GET"]),
 ]
+# API clients have no CSRF cookie before they sign in; `refuse_cross_site` guards it.
+CSRF_EXEMPT = (r"/login$",)

@@ -8,25 +8,9 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from app.services.errors import DomainError
+from app.errors import BodyValidationFailed, InvalidBody, UnsupportedMediaType
 
 S = TypeVar("S", bound=BaseModel)
-
-
-class UnsupportedMediaType(DomainError):
-    code = "unsupported_media_type"
-    default_message = "Send the body as application/json."
-
-
-class InvalidBody(DomainError):
-    code = "validation_error"
-    default_message = "The body is not valid JSON."
-
-
-class BodyValidationFailed(Exception):
-    def __init__(self, error: ValidationError) -> None:
-        super().__init__("invalid body")
-        self.error = error
 
 
 def is_json(content_type: str) -> bool:

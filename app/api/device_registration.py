@@ -7,15 +7,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.bodies import parse_body
-from app.api.responses import json_response
 from app.api.schemas import PollRequest, RegisterRequest
-from app.api.views import credentials_view, iso
-from app.auth.client_ip import client_ip
-from app.services import pairing
+from app.edge.presenters import credentials_view, iso
+from app.edge.responses import NO_STORE, json_response
+from app.edge.runtime import request_ip, runtime
+from app.services import pairing, pairing_approval
 from app.services.credentials import DeviceDetails, IssuedCredentials
-from app.settings import Settings
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _issued(issued: IssuedCredentials) -> Response:
@@ -23,9 +20,9 @@ def _issued(issued: IssuedCredentials) -> Response:
 
 
 async def register(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    state = runtime(request)
     body = await parse_body(
-        request, RegisterRequest, context={"capabilities": settings.supported_capabilities}
+        request, RegisterRequest, context={"capabilities": state.settings.supported_capabilities}
     )
     outcome = await pairing.register(
         code=body.code,
@@ -41,9 +38,9 @@ async def register(request: Request) -> Response:
             push_token=body.push_token.lower() if body.push_token else None,
         ),
         proof=body.pairing_proof,
-        ip=client_ip(request, settings.trusted_proxy_hops),
-        limiter=request.app.state.rate_limiter,
-        settings=settings,
+        ip=request_ip(request),
+        limiter=state.rate_limiter,
+        settings=state.settings,
     )
     if isinstance(outcome, IssuedCredentials):
         return _issued(outcome)
@@ -61,18 +58,17 @@ async def register(request: Request) -> Response:
 
 
 async def poll(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
     body = await parse_body(request, PollRequest)
-    issued = await pairing.poll(
+    issued = await pairing_approval.poll(
         pairing_id=body.pairing_id,
         code_verifier=body.code_verifier,
-        ip=client_ip(request, settings.trusted_proxy_hops),
-        settings=settings,
+        ip=request_ip(request),
+        settings=runtime(request).settings,
     )
     return _issued(issued)
 
 
 routes = [
-    Route("/api/devices/register", register, methods=["POST"]),
-    Route("/api/devices/register/poll", poll, methods=["POST"]),
+    Route("/register", register, methods=["POST"]),
+    Route("/register/poll", poll, methods=["POST"]),
 ]

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app import clock
-from app.api.actors import request_ip
 from app.api.bodies import parse_query
-from app.api.responses import json_response
 from app.api.schemas import DeviceListQuery
-from app.api.views import audit_view, device_view, presence_change_view, token_view
-from app.auth.access import require_admin, require_reader
+from app.edge.access import require_admin, require_reader
+from app.edge.presenters import audit_view, device_view, presence_change_view, token_view
+from app.edge.responses import json_response
+from app.edge.runtime import request_ip, runtime
 from app.services import audit, devices, presence
-from app.settings import Settings
 
 
 async def list_devices(request: Request) -> Response:
     await require_reader(request)
-    settings: Settings = request.app.state.settings
+    state = runtime(request)
     query = parse_query(request, DeviceListQuery)
     page = await devices.list_devices(
         devices.FleetFilter(
@@ -31,13 +32,13 @@ async def list_devices(request: Request) -> Response:
         ),
         cursor=query.cursor,
         limit=query.limit,
-        settings=settings,
-        presence=request.app.state.presence,
+        settings=state.settings,
+        presence=state.presence,
     )
     now = clock.now()
     return json_response(
         {
-            "items": [device_view(d, now=now, settings=settings) for d in page.items],
+            "items": [device_view(d, now=now, settings=state.settings) for d in page.items],
             "nextCursor": page.next_cursor,
         }
     )
@@ -45,10 +46,10 @@ async def list_devices(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     await require_reader(request)
-    settings: Settings = request.app.state.settings
+    state = runtime(request)
     device = await devices.get_device(request.path_params["device_id"])
-    await devices.with_presence([device], request.app.state.presence)
-    view = device_view(device, now=clock.now(), settings=settings, with_tokens=True)
+    await devices.with_presence([device], state.presence)
+    view = device_view(device, now=clock.now(), settings=state.settings, with_tokens=True)
     view["audit"] = [audit_view(e) for e in await audit.for_device(str(device.id))]
     view["presenceChanges"] = [
         presence_change_view(c) for c in await presence.recent_changes(str(device.id))
@@ -58,11 +59,12 @@ async def show(request: Request) -> Response:
 
 async def deregister(request: Request) -> Response:
     principal = await require_admin(request)
+    device_id: UUID = request.path_params["device_id"]
     await devices.deregister(
-        device_id=request.path_params["device_id"],
+        device_id=device_id,
         actor=principal.user,
         ip=request_ip(request),
-        presence=request.app.state.presence,
+        presence=runtime(request).presence,
     )
     return Response(status_code=204)
 
@@ -74,17 +76,16 @@ async def revoke_token(request: Request) -> Response:
         token_id=request.path_params["token_id"],
         actor=principal.user,
         ip=request_ip(request),
-        presence=request.app.state.presence,
+        presence=runtime(request).presence,
     )
     return json_response(token_view(token))
 
 
-_BASE = "/api/v1/admin/devices"
 routes = [
-    Route(_BASE, list_devices, methods=["GET"]),
-    Route(_BASE + "/{device_id:uuid}", show, methods=["GET"]),
-    Route(_BASE + "/{device_id:uuid}", deregister, methods=["DELETE"]),
+    Route("/devices", list_devices, methods=["GET"]),
+    Route("/devices/{device_id:uuid}", show, methods=["GET"]),
+    Route("/devices/{device_id:uuid}", deregister, methods=["DELETE"]),
     Route(
-        _BASE + "/{device_id:uuid}/tokens/{token_id:uuid}/revoke", revoke_token, methods=["POST"]
+        "/devices/{device_id:uuid}/tokens/{token_id:uuid}/revoke", revoke_token, methods=["POST"]
     ),
 ]

@@ -1,10 +1,9 @@
-"""RFC 9457 problem+json: the one table from domain errors to HTTP answers."""
+"""The one table from exceptions to problem+json answers on the API (DESIGN §7)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-import orjson
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
@@ -12,83 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.exceptions import DBConnectionError
 
-from app.api.bodies import BodyValidationFailed
+from app.edge.problems import CODE_BY_HTTP_STATUS, domain_problem, problem
+from app.errors import BodyValidationFailed, DomainError
 from app.logging import get_logger
-from app.services.errors import DomainError, RateLimited
 from statemachines import TransitionNotAllowed, TransitionRefused
 
 log = get_logger(__name__)
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-
-STATUS_BY_CODE: dict[str, int] = {
-    "validation_error": 400,
-    "invalid_code": 400,
-    "code_expired": 410,
-    "code_already_used": 409,
-    "invalid_proof": 400,
-    "session_burned": 410,
-    "authorization_pending": 400,
-    "slow_down": 400,
-    "access_denied": 403,
-    "expired_token": 410,
-    "invalid_credentials": 401,
-    "not_authenticated": 401,
-    "token_expired": 401,
-    "token_revoked": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "conflict": 409,
-    "unsupported_media_type": 415,
-    "payload_too_large": 413,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "unavailable": 503,
-}
-
-_CODE_BY_HTTP_STATUS = {
-    400: "validation_error",
-    401: "not_authenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    503: "unavailable",
-}
-
-
-def problem(
-    code: str,
-    detail: str,
-    *,
-    status: int | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    status = status or STATUS_BY_CODE[code]
-    body = {
-        "type": f"urn:polaris:problem:{code}",
-        "title": code.replace("_", " ").capitalize(),
-        "status": status,
-        "code": code,
-        "detail": detail,
-        **extra,
-    }
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        media_type=PROBLEM_CONTENT_TYPE,
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
-
-
-def domain_problem(exc: DomainError) -> Response:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-    return problem(exc.code, exc.message, headers=headers)
+Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def validation_problem(exc: ValidationError) -> Response:
@@ -116,12 +46,13 @@ async def handle_body_validation(_: Request, exc: Exception) -> Response:
 
 async def handle_http_exception(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _CODE_BY_HTTP_STATUS.get(exc.status_code, "internal_error")
+    code = CODE_BY_HTTP_STATUS.get(exc.status_code, "internal_error")
     detail = exc.detail if exc.status_code != 404 else "No such resource."
-    return problem(code, str(detail), status=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(code, str(detail), status=exc.status_code, headers=headers)
 
 
-async def handle_transition_refused(_: Request, exc: Exception) -> Response:
+async def handle_transition_refused(_: Request, __: Exception) -> Response:
     # A service let a lifecycle error escape untranslated: the state forbids the move.
     return problem("conflict", "The resource is not in a state that allows this.")
 
@@ -140,7 +71,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return problem("internal_error", "Something went wrong on our side.")
 
 
-API_EXCEPTION_HANDLERS = {
+API_EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
     DomainError: handle_domain_error,
     BodyValidationFailed: handle_body_validation,
     HTTPException: handle_http_exception,
@@ -150,3 +81,8 @@ API_EXCEPTION_HANDLERS = {
     DBConnectionError: handle_backend_down,
     Exception: handle_unexpected,
 }
+
+
+def handler_for(exc: Exception) -> Handler:
+    """The handler Starlette would pick: the nearest class in `exc`'s MRO."""
+    return next(API_EXCEPTION_HANDLERS[t] for t in type(exc).__mro__ if t in API_EXCEPTION_HANDLERS)

@@ -10,7 +10,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from tortoise import connections
 
-from app.api.responses import json_response
+from app.edge.responses import json_response
+from app.edge.runtime import runtime
 from app.logging import get_logger
 
 log = get_logger(__name__)
@@ -43,7 +44,7 @@ async def _redis_ok(redis: Redis) -> bool:
 
 async def readyz(request: Request) -> Response:
     checks = {"database": await _database_ok()}
-    redis: Redis | None = request.app.state.redis
+    redis = runtime(request).redis
     if redis is not None:
         checks["redis"] = await _redis_ok(redis)
     ready = all(checks.values())

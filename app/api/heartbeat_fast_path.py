@@ -19,16 +19,16 @@ import orjson
 from asgi_correlation_id import correlation_id
 from asgi_correlation_id.middleware import is_valid_uuid4
 from pydantic import ValidationError
-from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import clock
 from app.api.bodies import is_json
-from app.api.errors import API_EXCEPTION_HANDLERS
+from app.api.errors import handler_for
 from app.api.schemas import HeartbeatRequest
 from app.auth.jwt import DEVICE_TOKEN_TYPE, AccessClaims, Keyring
-from app.middleware import log_request, security_headers
+from app.edge.middleware import log_request, security_headers
+from app.edge.runtime import Runtime, runtime
 from app.services import heartbeats
 from app.settings import Settings
 
@@ -77,7 +77,7 @@ class HeartbeatFastPath:
         if not complete:
             await self.app(scope, replay, send)
             return
-        state = scope["app"].state
+        state = runtime(scope["app"])
         claims = _known_claims(headers.get(b"authorization"), state.keyring)
         fields = _fields(body, headers.get(b"content-type"))
         if claims is None or fields is None or await _maybe_revoked(state, claims):
@@ -124,10 +124,7 @@ class HeartbeatFastPath:
     ) -> int:
         """A refusal from the service (the per-device rate limit) or a failing backing service:
         problem+json from the API's exception handler for it, as the route would answer."""
-        handler = next(
-            API_EXCEPTION_HANDLERS[t] for t in type(exc).__mro__ if t in API_EXCEPTION_HANDLERS
-        )
-        response = await handler(Request(scope, receive), exc)
+        response = await handler_for(exc)(Request(scope, receive), exc)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -153,7 +150,7 @@ def _request_headers(scope: Scope) -> dict[bytes, bytes]:
 async def _read_body(receive: Receive) -> tuple[bytes, bool, bool]:
     """The body as far as read; whether that is all of it (it stops reading past
     `_MAX_FAST_BODY`, whatever the headers said); whether the client disconnected."""
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
@@ -181,11 +178,11 @@ def _replaying(body: bytes, complete: bool, receive: Receive) -> Receive:
     return replay
 
 
-async def _maybe_revoked(state: State, claims: AccessClaims) -> bool:
+async def _maybe_revoked(state: Runtime, claims: AccessClaims) -> bool:
     """Whether the route must judge this token: revoked, or the revocation check failed
     (then the route asks again and answers the failure as every route does)."""
     try:
-        return bool(await state.presence.is_revoked(claims.token_id))
+        return await state.presence.is_revoked(claims.token_id)
     except Exception:
         return True
 

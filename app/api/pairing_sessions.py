@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app import clock
-from app.api.actors import request_ip
 from app.api.bodies import parse_body
-from app.api.responses import json_response
 from app.api.schemas import ApproveRequest
-from app.api.views import iso, pairing_session_view
-from app.auth.access import require_admin, require_reader
-from app.services import pairing
-
-NO_STORE = {"Cache-Control": "no-store"}
+from app.edge.access import require_admin, require_reader
+from app.edge.presenters import iso, pairing_session_view
+from app.edge.responses import NO_STORE, json_response
+from app.edge.runtime import request_ip, runtime
+from app.services import pairing, pairing_approval
 
 
 async def mint(request: Request) -> Response:
     principal = await require_admin(request)
     minted = await pairing.mint(
-        admin=principal.user, ip=request_ip(request), settings=request.app.state.settings
+        admin=principal.user, ip=request_ip(request), settings=runtime(request).settings
     )
     return json_response(
         {
@@ -44,7 +44,7 @@ async def show(request: Request) -> Response:
 async def approve(request: Request) -> Response:
     principal = await require_admin(request)
     body = await parse_body(request, ApproveRequest)
-    session = await pairing.approve(
+    session = await pairing_approval.approve(
         session_id=request.path_params["session_id"],
         admin=principal.user,
         capabilities=body.capabilities,
@@ -55,7 +55,7 @@ async def approve(request: Request) -> Response:
 
 async def reject(request: Request) -> Response:
     principal = await require_admin(request)
-    session = await pairing.reject(
+    session = await pairing_approval.reject(
         session_id=request.path_params["session_id"], admin=principal.user, ip=request_ip(request)
     )
     return json_response(pairing_session_view(session, now=clock.now()))
@@ -63,17 +63,17 @@ async def reject(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     principal = await require_admin(request)
-    await pairing.cancel(
-        session_id=request.path_params["session_id"], admin=principal.user, ip=request_ip(request)
+    session_id: UUID = request.path_params["session_id"]
+    await pairing_approval.cancel(
+        session_id=session_id, admin=principal.user, ip=request_ip(request)
     )
     return Response(status_code=204)
 
 
-_BASE = "/api/v1/admin/pairing-sessions"
 routes = [
-    Route(_BASE, mint, methods=["POST"]),
-    Route(_BASE + "/{session_id:uuid}", show, methods=["GET"]),
-    Route(_BASE + "/{session_id:uuid}", cancel, methods=["DELETE"]),
-    Route(_BASE + "/{session_id:uuid}/approve", approve, methods=["POST"]),
-    Route(_BASE + "/{session_id:uuid}/reject", reject, methods=["POST"]),
+    Route("/pairing-sessions", mint, methods=["POST"]),
+    Route("/pairing-sessions/{session_id:uuid}", show, methods=["GET"]),
+    Route("/pairing-sessions/{session_id:uuid}", cancel, methods=["DELETE"]),
+    Route("/pairing-sessions/{session_id:uuid}/approve", approve, methods=["POST"]),
+    Route("/pairing-sessions/{session_id:uuid}/reject", reject, methods=["POST"]),
 ]

@@ -15,6 +15,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from app.models import Kind
 from app.services import pairing_codes
 
 
@@ -27,17 +28,6 @@ class ApiModel(BaseModel):
 class LoginRequest(ApiModel):
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
-
-
-class UserOut(ApiModel):
-    user_id: str
-    email: str
-    role: str
-
-
-class LoginResponse(ApiModel):
-    user: UserOut
-    csrf_token: str
 
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -90,7 +80,7 @@ class ApproveRequest(ApiModel):
 
 
 class DeviceListQuery(ApiModel):
-    kind: Literal["scanner", "admin_app"] | None = None
+    kind: Kind | None = None
     platform: Literal["ios", "macos", "ipados", "android"] | None = None
     online: bool | None = None
     q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] | None = None

@@ -26,8 +26,3 @@ def matches(expected_hex: str, candidate_hex: str) -> bool:
 
 def new_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
-
-
-def mask(value: str, keep: int = 4) -> str:
-    """For logs: a prefix is enough to correlate, never enough to use."""
-    return value[:keep] + "…" if len(value) > keep else "…"

@@ -19,7 +19,7 @@ def new_verifier() -> str:
 
 
 def challenge_for(verifier: str) -> str:
-    return create_s256_code_challenge(verifier)  # type: ignore[no-any-return]
+    return str(create_s256_code_challenge(verifier))
 
 
 def verifier_matches(verifier: str, challenge: str) -> bool:

@@ -17,7 +17,7 @@ from limits.aio.storage.base import SlidingWindowCounterSupport
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
-from app.services.errors import RateLimited
+from app.errors import RateLimited
 
 _parse = functools.lru_cache(maxsize=64)(parse)
 
@@ -38,6 +38,7 @@ class RateLimiter:
             "async+redis://",
             implementation="redispy",
             key_prefix="polaris:rl",
+            # A documented option of `limits`, whose annotation of `**options` leaves it out.
             connection_pool=redis.connection_pool,  # type: ignore[arg-type]
         )
         return cls(storage)
@@ -94,8 +95,10 @@ class WindowCounters(Storage, SlidingWindowCounterSupport):
     STORAGE_SCHEME = ["async+polaris-counters"]
     SWEEP_EVERY_SECONDS = 60.0
 
-    def __init__(self, uri: str | None = None, **options: float | str | bool) -> None:
-        super().__init__(uri, **options)
+    def __init__(
+        self, uri: str | None = None, wrap_exceptions: bool = False, **options: float | str | bool
+    ) -> None:
+        super().__init__(uri, wrap_exceptions, **options)
         # key -> [window number, count in that window, count in the window before, expiry]
         self._windows: dict[str, list[int]] = {}
         self._swept_at = time.time()
@@ -149,7 +152,7 @@ class WindowCounters(Storage, SlidingWindowCounterSupport):
         previous_ttl = expiry - into_window if counts[2] else 0.0
         return counts[2], previous_ttl, counts[1], 2 * expiry - into_window
 
-    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+    async def clear_sliding_window(self, key: str, _expiry: int) -> None:
         self._windows.pop(key, None)
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:

@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from starlette.requests import HTTPConnection
 
 from app import clock
-from app.auth import sessions
-from app.auth.bearer import verified_claims
 from app.auth.jwt import ADMIN_AUDIENCE, ADMIN_TOKEN_TYPE
-from app.models import ConsoleSession, User
-from app.models.user import Role
-from app.services import app_credentials
-from app.services.errors import Forbidden, NotAuthenticated
-from app.settings import Settings
+from app.edge.bearer import verified_claims
+from app.edge.cookies import SESSION_COOKIE
+from app.edge.runtime import runtime
+from app.errors import Forbidden, NotAuthenticated
+from app.models import ConsoleSession, Role, User
+from app.services import app_credentials, console_sessions
 
 # The app speaks only the JSON API; console pages stay cookie-only.
 BEARER_PATHS = "/api/v1/"
+PRINCIPAL_KEY = "polaris.principal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,26 +55,32 @@ async def _from_bearer(connection: HTTPConnection) -> Principal:
         device_id=claims.subject, token_id=claims.token_id
     )
     # Last active, kept in the presence store: no database write per request.
-    connection.app.state.presence.record_heartbeat(claims.subject, clock.now().timestamp())
+    runtime(connection).presence.record_heartbeat(claims.subject, clock.now().timestamp())
     return Principal(user=user, session=None, app_device_id=claims.subject)
 
 
 async def authenticate(connection: HTTPConnection) -> Principal | None:
-    settings: Settings = connection.app.state.settings
-    cached = connection.scope.get("polaris.principal", _UNSET)
-    if cached is not _UNSET:
-        return cached  # type: ignore[no-any-return]
+    """The caller, looked up once per request and kept in its scope."""
+    if PRINCIPAL_KEY in connection.scope:
+        cached: Principal | None = connection.scope[PRINCIPAL_KEY]
+        return cached
     principal = None
     if _sends_bearer(connection):
         principal = await _from_bearer(connection)
     else:
-        session = await sessions.find_session(
-            connection.cookies.get(sessions.SESSION_COOKIE), settings
+        session = await console_sessions.find_session(
+            connection.cookies.get(SESSION_COOKIE), runtime(connection).settings
         )
         if session is not None and session.user.is_active:
             principal = Principal(user=session.user, session=session)
-    connection.scope["polaris.principal"] = principal
+    connection.scope[PRINCIPAL_KEY] = principal
     return principal
+
+
+def principal_of(connection: HTTPConnection) -> Principal | None:
+    """The caller `authenticate` found for this request, if it ran."""
+    found: Principal | None = connection.scope.get(PRINCIPAL_KEY)
+    return found
 
 
 async def require_reader(connection: HTTPConnection) -> Principal:
@@ -97,6 +103,3 @@ async def require_console_admin(connection: HTTPConnection) -> Principal:
     if principal.session is None:
         raise Forbidden("Do this in the console, signed in with your browser.")
     return principal
-
-
-_UNSET = object()

@@ -1,4 +1,4 @@
-"""Bearer access tokens on the device API: verified once, checked for revocation every time."""
+"""Bearer access tokens: verified once per process, checked for revocation on every request."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ from app.auth.jwt import (
     DEVICE_TOKEN_TYPE,
     AccessClaims,
     InvalidAccessToken,
+    Keyring,
     peek_kid,
 )
-from app.services.errors import DomainError, InvalidCredentials, TokenExpired, TokenRevoked
+from app.edge.runtime import runtime
+from app.errors import InvalidCredentials, MissingBearer, TokenExpired, TokenRevoked
 from app.services.signing_keys import refreshed
 
 _RELOAD_AT_MOST_EVERY = 1.0
-
-
-class MissingBearer(DomainError):
-    code = "invalid_credentials"
-    default_message = "Send an access token: Authorization: Bearer <token>."
 
 
 def bearer_token(connection: HTTPConnection) -> str:
@@ -32,17 +29,17 @@ def bearer_token(connection: HTTPConnection) -> str:
     return token.strip()
 
 
-async def _keyring_for(connection: HTTPConnection, raw: str):  # type: ignore[no-untyped-def]
+async def _keyring_for(connection: HTTPConnection, raw: str) -> Keyring:
     """A token signed with a key this process has not loaded yet triggers one reload.
 
     The keyring (and its cache of verified tokens) is replaced only if the published keys
     changed, so tokens with made-up `kid`s cannot keep emptying the cache.
     """
-    state = connection.app.state
+    state = runtime(connection)
     kid = peek_kid(raw)
     if kid and not state.keyring.knows(kid):
         now = time.monotonic()
-        if now - getattr(state, "keyring_loaded_at", 0.0) >= _RELOAD_AT_MOST_EVERY:
+        if now - state.keyring_loaded_at >= _RELOAD_AT_MOST_EVERY:
             state.keyring = await refreshed(state.keyring, state.settings)
             state.keyring_loaded_at = now
     return state.keyring
@@ -71,7 +68,7 @@ async def verified_claims(
         if exc.reason == "expired":
             raise TokenExpired(f"The access token has expired; {renew}.") from exc
         raise InvalidCredentials("The access token is not valid here.") from exc
-    if await connection.app.state.presence.is_revoked(claims.token_id):
+    if await runtime(connection).presence.is_revoked(claims.token_id):
         raise TokenRevoked(revoked)
     return claims
 

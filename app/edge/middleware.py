@@ -1,19 +1,20 @@
-"""ASGI middleware: security headers, access log, CSRF."""
+"""ASGI middleware: security headers, access log, body limit, CSRF."""
 
 from __future__ import annotations
 
 import functools
 import re
 import time
+from collections.abc import Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette_csrf import CSRFMiddleware
+from starlette_csrf.middleware import CSRFMiddleware
 
-from app.api.errors import domain_problem, problem
+from app.edge.problems import domain_problem, problem
+from app.errors import PayloadTooLarge
 from app.logging import DirectLogger
-from app.services.errors import DomainError
 
 access_log = DirectLogger("polaris.access")
 
@@ -108,10 +109,28 @@ def log_request(scope: Scope, status: int, started: float) -> None:
 class ConsoleCSRFMiddleware(CSRFMiddleware):
     """starlette-csrf, answering in problem+json and leaving a freshly rotated token alone."""
 
-    def __init__(self, app: ASGIApp, secret: str, **kwargs: object) -> None:
-        kwargs["required_urls"] = [re.compile(p) for p in kwargs.get("required_urls", [])]  # type: ignore[attr-defined]
-        kwargs["exempt_urls"] = [re.compile(p) for p in kwargs.get("exempt_urls", [])]  # type: ignore[attr-defined]
-        super().__init__(app, secret, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: str,
+        cookie_name: str,
+        header_name: str,
+        cookie_secure: bool,
+        sensitive_cookies: set[str],
+        required_urls: Iterable[str],
+        exempt_urls: Iterable[str],
+    ) -> None:
+        super().__init__(
+            app,
+            secret,
+            cookie_name=cookie_name,
+            header_name=header_name,
+            cookie_secure=cookie_secure,
+            sensitive_cookies=sensitive_cookies,
+            required_urls=[re.compile(p) for p in required_urls],
+            exempt_urls=[re.compile(p) for p in exempt_urls],
+        )
         self._exempt = _any_of(self.exempt_urls or [])
         self._required = _any_of(self.required_urls or [])
 
@@ -140,18 +159,13 @@ class ConsoleCSRFMiddleware(CSRFMiddleware):
             return
         await super().send(message, send, scope)
 
-    def _get_error_response(self, request: Request) -> Response:
+    def _get_error_response(self, _: Request) -> Response:
         return problem("forbidden", "Missing or invalid CSRF token (X-CSRF-Token header).")
 
 
 def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
     """One pattern matching where any of `patterns` matches (none: matches nothing)."""
     return re.compile("|".join(f"(?:{p.pattern})" for p in patterns) or r"(?!)")
-
-
-class PayloadTooLarge(DomainError):
-    code = "payload_too_large"
-    default_message = "The request body is too large."
 
 
 class BodyLimitMiddleware:

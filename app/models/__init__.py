@@ -1,21 +1,26 @@
-"""Tortoise models, one module per noun."""
+"""Tortoise models, one module per noun, and the vocabulary their fields take."""
 
+from app.models.audit_action import AuditAction
 from app.models.audit_event import AuditEvent
 from app.models.console_session import ConsoleSession
 from app.models.device import Device
 from app.models.device_token import DeviceToken
+from app.models.kinds import Kind
 from app.models.pairing_session import PairingSession
 from app.models.presence_change import PresenceChange
 from app.models.signing_key import SigningKey
-from app.models.user import User
+from app.models.user import Role, User
 
 __all__ = [
+    "AuditAction",
     "AuditEvent",
     "ConsoleSession",
     "Device",
     "DeviceToken",
+    "Kind",
     "PairingSession",
     "PresenceChange",
+    "Role",
     "SigningKey",
     "User",
 ]

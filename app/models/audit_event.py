@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -14,7 +16,7 @@ class AuditEvent(Model):
     actor_id = fields.CharField(max_length=64, null=True)
     target_type = fields.CharField(max_length=32, null=True)
     target_id = fields.CharField(max_length=64, null=True, db_index=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     ip = fields.CharField(max_length=64, null=True)
     request_id = fields.CharField(max_length=64, null=True)
 

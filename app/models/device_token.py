@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.models import Model
+
+from statemachines import TokenState
 
 if TYPE_CHECKING:
     from app.models.device import Device
@@ -16,10 +19,13 @@ class DeviceToken(Model):
     device: fields.ForeignKeyRelation[Device] = fields.ForeignKeyField(
         "models.Device", related_name="tokens", on_delete=fields.CASCADE
     )
+    device_id: UUID
     lookup_id = fields.CharField(max_length=32, unique=True)
     token_hash = fields.CharField(max_length=64)
     secret_hash = fields.CharField(max_length=64)
-    state = fields.CharField(max_length=24, default="active", db_index=True)
+    state = fields.CharEnumField(
+        TokenState, max_length=24, default=TokenState.active, db_index=True
+    )
     issued_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
     ended_at = fields.DatetimeField(null=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.models import Model
@@ -17,6 +18,7 @@ class PresenceChange(Model):
     device: fields.ForeignKeyRelation[Device] = fields.ForeignKeyField(
         "models.Device", related_name="presence_changes", on_delete=fields.CASCADE
     )
+    device_id: UUID
     online = fields.BooleanField()
     at = fields.DatetimeField(db_index=True)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -9,7 +11,7 @@ class SigningKey(Model):
     id = fields.CharField(max_length=64, primary_key=True)
     algorithm = fields.CharField(max_length=16, default="Ed25519")
     private_key = fields.TextField()
-    public_jwk = fields.JSONField()
+    public_jwk: fields.JSONField[dict[str, Any]] = fields.JSONField()
     created_at = fields.DatetimeField(db_index=True)
     # Set when a newer key takes over: still published and accepted until then.
     retires_at = fields.DatetimeField(null=True)

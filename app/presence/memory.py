@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.presence.store import PresenceStore
+from app.presence.store import PresenceStore, RevocationSource
 
 
 class MemoryPresenceStore(PresenceStore):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, revocations: RevocationSource) -> None:
+        super().__init__(revocations)
         self._seen: dict[str, float] = {}
 
     def record_heartbeat(self, device_id: str, at: float) -> None:

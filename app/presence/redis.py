@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.logging import get_logger
-from app.presence.store import PresenceStore
+from app.presence.store import PresenceStore, RevocationSource
 
 log = get_logger(__name__)
 
@@ -23,8 +23,8 @@ RECONNECT_SECONDS = 1.0
 
 
 class RedisPresenceStore(PresenceStore):
-    def __init__(self, redis_url: str) -> None:
-        super().__init__()
+    def __init__(self, redis_url: str, revocations: RevocationSource) -> None:
+        super().__init__(revocations)
         self._redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         # Its own connection with no read timeout: a quiet channel is not a dead one.
         self._listener = Redis.from_url(

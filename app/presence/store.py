@@ -3,7 +3,8 @@
 Revocation is checked on every authenticated device request, so it is answered from memory.
 The database stays the truth: each process loads recent revocations from it at start (and
 after losing Redis), and while it cannot trust its memory it asks the database instead. A
-cache may say "revoked" more often than the database, never less.
+cache may say "revoked" more often than the database, never less. The database is reached
+through the `RevocationSource` the store is given, so this layer knows no model.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from app import clock
 from app.logging import get_logger
-from app.models import DeviceToken
-from app.settings import Settings
 
 log = get_logger(__name__)
 
@@ -24,8 +24,19 @@ log = get_logger(__name__)
 REVOCATION_MEMORY = timedelta(minutes=15)
 
 
+class RevocationSource(Protocol):
+    """The database's word on revoked credentials."""
+
+    async def is_revoked(self, token_id: str) -> bool: ...
+
+    async def revoked_since(self, since: datetime) -> list[str]:
+        """Credentials that ended at or after `since`, and the live ones of dead devices."""
+        ...
+
+
 class PresenceStore(abc.ABC):
-    def __init__(self) -> None:
+    def __init__(self, revocations: RevocationSource) -> None:
+        self._revocations = revocations
         self._revoked: dict[str, float] = {}
         self._trusted = False
 
@@ -62,8 +73,7 @@ class PresenceStore(abc.ABC):
         if self._trusted:
             return False
         # Memory may be missing revocations (Redis lost): ask the database.
-        rows = await DeviceToken.filter(id=token_id).values_list("state", "device__state")
-        if rows and rows[0] == ("active", "active"):
+        if not await self._revocations.is_revoked(token_id):
             return False
         self._remember([token_id])
         return True
@@ -77,24 +87,6 @@ class PresenceStore(abc.ABC):
             self._revoked = {k: v for k, v in self._revoked.items() if v >= horizon}
 
     async def _load_recent_revocations(self) -> None:
-        since = clock.now() - REVOCATION_MEMORY
-        ended = (
-            await DeviceToken.filter(ended_at__gte=since)
-            .exclude(state="active")
-            .values_list("id", flat=True)
-        )
-        dead_devices = await DeviceToken.filter(
-            state="active", device__state="deregistered"
-        ).values_list("id", flat=True)
-        self._remember(str(token_id) for token_id in [*ended, *dead_devices])
+        revoked = await self._revocations.revoked_since(clock.now() - REVOCATION_MEMORY)
+        self._remember(revoked)
         log.info("revocations_loaded", count=len(self._revoked))
-
-
-def create_store(settings: Settings) -> PresenceStore:
-    if settings.redis_url is None:
-        from app.presence.memory import MemoryPresenceStore
-
-        return MemoryPresenceStore()
-    from app.presence.redis import RedisPresenceStore
-
-    return RedisPresenceStore(settings.redis_url)

@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.auth import sessions
 from app.auth.passwords import hash_password, password_problem, verify_password
 from app.auth.ratelimit import RateLimiter
+from app.errors import InvalidCredentials, UserAlreadyExists, WeakPassword
 from app.logging import get_logger
-from app.models import ConsoleSession, User
-from app.models.user import Role
-from app.services import app_onboarding, audit
-from app.services.errors import DomainError, InvalidCredentials, UserAlreadyExists
+from app.models import AuditAction, ConsoleSession, Role, User
+from app.services import app_onboarding, audit, console_sessions
+from app.services.console_sessions import OpenedSession
 from app.settings import Settings
 
 log = get_logger(__name__)
 
 
-class WeakPassword(DomainError):
-    code = "validation_error"
-
-
 @dataclass(frozen=True, slots=True)
 class SignedIn:
     user: User
-    opened: sessions.OpenedSession
+    opened: OpenedSession
 
 
 def normalise_email(email: str) -> str:
@@ -55,7 +48,7 @@ async def create_user(
             )
             await audit.record(
                 audit.Entry(
-                    action="user.created",
+                    action=AuditAction.USER_CREATED,
                     actor=actor or audit.Actor.system(),
                     target_type="user",
                     target_id=str(user.id),
@@ -110,17 +103,17 @@ async def sign_in(
     assert usable is not None
 
     # Rotation: whatever session this browser had before is ended, never upgraded.
-    if previous := await sessions.find_session(previous_cookie, settings):
-        await sessions.end_session(previous)
-    opened = await sessions.open_session(
+    if previous := await console_sessions.find_session(previous_cookie, settings):
+        await console_sessions.end_session(previous)
+    opened = await console_sessions.open_session(
         user=usable, settings=settings, ip=ip, user_agent=user_agent
     )
     now = clock.now()
     await User.filter(id=usable.id).update(last_login_at=now)
     await audit.record(
         audit.Entry(
-            action="user.signed_in",
-            actor=audit.Actor(type="user", id=str(usable.id), ip=ip),
+            action=AuditAction.USER_SIGNED_IN,
+            actor=audit.Actor.user(usable.id, ip),
             target_type="user",
             target_id=str(usable.id),
         )
@@ -130,19 +123,13 @@ async def sign_in(
 
 
 async def sign_out(*, session: ConsoleSession, ip: str | None) -> None:
-    await sessions.end_session(session)
+    await console_sessions.end_session(session)
     await app_onboarding.cancel_for_console_session(console_session=session, ip=ip)
     await audit.record(
         audit.Entry(
-            action="user.signed_out",
-            actor=audit.Actor(type="user", id=str(session.user_id), ip=ip),  # type: ignore[attr-defined]
+            action=AuditAction.USER_SIGNED_OUT,
+            actor=audit.Actor.user(session.user_id, ip),
             target_type="user",
-            target_id=str(session.user_id),  # type: ignore[attr-defined]
+            target_id=str(session.user_id),
         )
     )
-
-
-async def delete_stale_sessions(*, now: datetime, retention: timedelta) -> int:
-    """Forget console sessions that ended or timed out more than `retention` ago."""
-    horizon = now - retention
-    return await ConsoleSession.filter(Q(ended_at__lt=horizon) | Q(expires_at__lt=horizon)).delete()

@@ -20,13 +20,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.auth.hashing import ABSENT_HASH, matches, new_token, sha256_hex
-from app.models import Device, DeviceToken, User
-from app.models.device import DeviceKind
-from app.presence import PresenceStore
-from app.services import audit
-from app.services.credentials import ROTATION_RACE_WINDOW
-from app.services.errors import (
+from app.auth.hashing import new_token, sha256_hex
+from app.errors import (
     Conflict,
     InvalidCredentials,
     NotAuthenticated,
@@ -34,9 +29,14 @@ from app.services.errors import (
     TokenExpired,
     TokenRevoked,
 )
+from app.models import AuditAction, Device, DeviceToken, Kind, User
+from app.presence import PresenceStore
+from app.services import audit
+from app.services.credential_lookup import find_presented, verdict
+from app.services.revocations import revoke_all_active
 from app.services.transitions import fire
 from app.settings import Settings
-from statemachines import DeviceMachine, DeviceTokenMachine, TransitionNotAllowed
+from statemachines import CredentialVerdict, DeviceMachine, DeviceTokenMachine
 
 REFRESH_PREFIX = "pxr_"
 ACCESS_TOKEN_LIFETIME_SECONDS = 15 * 60
@@ -79,37 +79,29 @@ async def issue(
     return AppTokens(device, token, refresh_token)
 
 
-async def _find(refresh_token: str) -> DeviceToken:
-    match = _SHAPE.fullmatch(refresh_token)
-    row = None
-    if match:
-        row = await DeviceToken.get_or_none(lookup_id=match.group(1)).select_related("device")
-    if not matches(row.token_hash if row else ABSENT_HASH, sha256_hex(refresh_token)):
-        raise InvalidCredentials("The refresh token is not valid.")
-    assert row is not None
-    if row.device.kind is not DeviceKind.ADMIN_APP:
-        raise InvalidCredentials("The refresh token is not valid.")
-    return row
-
-
 async def refresh(
     *, refresh_token: str, ip: str | None, settings: Settings, presence: PresenceStore
 ) -> AppTokens:
     """New refresh token for old, exactly once; a replayed old one revokes the device."""
-    row = await _find(refresh_token)
+    row = await find_presented(_SHAPE, refresh_token)
+    if row is None or row.device.kind is not Kind.ADMIN_APP:
+        raise InvalidCredentials("The refresh token is not valid.")
     device = row.device
     now = clock.now()
-    if row.state == "revoked" or device.state != "active":
-        raise TokenRevoked
-    if row.state == "rotated":
-        if row.ended_at is not None and now - row.ended_at < ROTATION_RACE_WINDOW:
+    match verdict(row, now):
+        case CredentialVerdict.revoked:
+            raise TokenRevoked
+        case CredentialVerdict.just_rotated:
             raise Conflict("This refresh token was just used by another request.")
-        await _reuse_detected(row, device, ip, presence)
-        raise TokenRevoked("This refresh token was already used; the app was signed out.")
-    if row.state == "expired" or now >= row.expires_at:
-        with contextlib.suppress(StaleState, TransitionNotAllowed):
-            await fire(row, DeviceTokenMachine, "expire", now=now, changes={"ended_at": now})
-        raise TokenExpired("The refresh token has expired; connect the app again.")
+        case CredentialVerdict.reused:
+            await _reuse_detected(row, device, ip, presence)
+            raise TokenRevoked("This refresh token was already used; the app was signed out.")
+        case CredentialVerdict.lapsed | CredentialVerdict.expired:
+            with contextlib.suppress(StaleState):
+                await fire(row, DeviceTokenMachine, "expire", now=now, changes={"ended_at": now})
+            raise TokenExpired("The refresh token has expired; connect the app again.")
+        case CredentialVerdict.valid:
+            pass
     try:
         async with in_transaction() as connection:
             await fire(
@@ -133,7 +125,7 @@ async def refresh(
                 .using_db(connection)
                 .update(last_ip=ip, last_seen_at=now)
             )
-    except (StaleState, TransitionNotAllowed):
+    except StaleState:
         raise Conflict("This refresh token was just used by another request.") from None
     await presence.publish_revocations([str(row.id)])
     presence.record_heartbeat(str(device.id), now.timestamp())
@@ -143,11 +135,11 @@ async def refresh(
 async def _reuse_detected(
     old: DeviceToken, device: Device, ip: str | None, presence: PresenceStore
 ) -> None:
-    with contextlib.suppress(StaleState, TransitionNotAllowed):
+    with contextlib.suppress(StaleState):
         await revoke_device(
             device,
-            action="app.refresh.reuse_detected",
-            actor=audit.Actor(type="device", id=str(device.id), ip=ip),
+            action=AuditAction.APP_REFRESH_REUSE_DETECTED,
+            actor=audit.Actor.device(device.id, ip),
             reason="refresh_token_reused",
             presence=presence,
             tokenId=str(old.id),
@@ -157,7 +149,7 @@ async def _reuse_detected(
 async def revoke_device(
     device: Device,
     *,
-    action: str,
+    action: AuditAction,
     actor: audit.Actor,
     reason: str,
     presence: PresenceStore,
@@ -165,19 +157,11 @@ async def revoke_device(
 ) -> Device:
     """Deregister the connection and revoke its refresh token; its access tokens die with it.
 
-    Raises `StaleState` / `TransitionNotAllowed` if it is already revoked.
+    Raises `StaleState` if it is already revoked.
     """
     now = clock.now()
     async with in_transaction() as connection:
-        active = await DeviceToken.filter(device_id=device.id, state="active").using_db(connection)
-        for token in active:
-            await fire(
-                token,
-                DeviceTokenMachine,
-                "revoke",
-                changes={"ended_at": now},
-                using_db=connection,
-            )
+        revoked = await revoke_all_active(device.id, now=now, using_db=connection)
         await fire(
             device,
             DeviceMachine,
@@ -193,12 +177,12 @@ async def revoke_device(
                     "deviceId": str(device.id),
                     "deviceName": device.label,
                     "reason": reason,
-                    "revokedTokenIds": [str(t.id) for t in active],
+                    "revokedTokenIds": [str(t.id) for t in revoked],
                     **metadata,
                 },
             ),
         )
-    await presence.publish_revocations(str(t.id) for t in active)
+    await presence.publish_revocations(str(t.id) for t in revoked)
     return device
 
 
@@ -214,9 +198,8 @@ async def owner_of_access_token(*, device_id: str, token_id: str) -> User:
     )
     if (
         row is None
-        or row.state != "active"
-        or row.device.state != "active"
-        or row.device.kind is not DeviceKind.ADMIN_APP
+        or row.device.kind is not Kind.ADMIN_APP
+        or verdict(row, clock.now()) is not CredentialVerdict.valid
     ):
         raise TokenRevoked("This app's access was revoked; connect it again.")
     owner: User = row.device.owner

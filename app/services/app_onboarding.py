@@ -10,29 +10,16 @@ showed it: signing out cancels it, and the exchange refuses one whose session ha
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urljoin
 from uuid import UUID
 
-from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.auth import sessions
 from app.auth.hashing import new_token, sha256_hex
 from app.auth.ratelimit import RateLimiter
-from app.logging import get_logger
-from app.models import ConsoleSession, Device, DeviceToken, PairingSession, User
-from app.models.device import DeviceKind
-from app.models.pairing_session import PairingKind
-from app.presence import PresenceStore
-from app.services import app_credentials, audit
-from app.services.app_credentials import AppTokens
-from app.services.devices import with_presence
-from app.services.errors import (
-    CodeAlreadyUsed,
+from app.errors import (
     CodeExpired,
     Conflict,
     DomainError,
@@ -40,14 +27,18 @@ from app.services.errors import (
     NotFound,
     StaleState,
 )
-from app.services.pairing import effective_state, session_entry
+from app.logging import get_logger
+from app.models import AuditAction, ConsoleSession, Device, Kind, PairingSession, User
+from app.presence import PresenceStore
+from app.services import app_credentials, audit, console_sessions, refusals
+from app.services.app_credentials import AppTokens
+from app.services.devices import with_presence
+from app.services.pairing_sessions import effective_state, session_entry
 from app.services.transitions import fire
 from app.settings import Settings
-from statemachines import DeadlinePassed, PairingSessionMachine, TransitionNotAllowed
+from statemachines import DeadlinePassed, PairingSessionMachine, PairingState
 
 log = get_logger(__name__)
-
-API_PATH = "/api/v1"
 
 
 @dataclass(frozen=True)
@@ -55,11 +46,7 @@ class GeneratedQr:
     """The token exists in clear only here, on its way into the QR code."""
 
     session: PairingSession
-    payload: dict[str, str | None]
-
-    @property
-    def text(self) -> str:
-        return qr_text(self.payload)
+    token: str
 
     def __repr__(self) -> str:
         return f"GeneratedQr(session={self.session.id}, token=***)"
@@ -72,37 +59,12 @@ class AppDetails:
     identifier: str
 
 
-def logo_url(settings: Settings) -> str | None:
-    """Absolute, so the app can fetch it before it knows anything else about the server."""
-    if not settings.site_logo_url:
-        return None
-    return urljoin(settings.public_base_url + "/", settings.site_logo_url)
-
-
-def qr_payload(*, token: str, settings: Settings) -> dict[str, str | None]:
-    return {
-        "token": token,
-        "apiBaseUrl": settings.public_base_url + API_PATH,
-        "logoUrl": logo_url(settings),
-        "siteName": settings.site_name,
-    }
-
-
-def qr_text(payload: dict[str, str | None]) -> str:
-    # ASCII-only compact JSON: the smallest QR code, and no reader guesses at an encoding.
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
-
-
 def _token_hash(token: str) -> str:
     return sha256_hex("app-qr:" + token)
 
 
 def _ttl(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.app_qr_ttl_seconds)
-
-
-def _admin(user_id: UUID, ip: str | None) -> audit.Actor:
-    return audit.Actor(type="user", id=str(user_id), ip=ip)
 
 
 async def generate_qr(
@@ -113,7 +75,7 @@ async def generate_qr(
     token = new_token()
     async with in_transaction() as connection:
         session = await PairingSession.create(
-            kind=PairingKind.ADMIN_APP,
+            kind=Kind.ADMIN_APP,
             code_hash=_token_hash(token),
             created_by=admin,
             console_session=console_session,
@@ -123,19 +85,19 @@ async def generate_qr(
         )
         await audit.record(
             session_entry(
-                "app.qr.generated",
+                AuditAction.APP_QR_GENERATED,
                 session,
-                _admin(admin.id, ip),
+                audit.Actor.user(admin.id, ip),
                 expiresAtIso=session.expires_at.isoformat(),
             ),
             using_db=connection,
         )
-    return GeneratedQr(session, qr_payload(token=token, settings=settings))
+    return GeneratedQr(session, token)
 
 
 async def _own_session(session_id: UUID, admin: User) -> PairingSession:
     session = await PairingSession.get_or_none(
-        id=session_id, kind=PairingKind.ADMIN_APP, created_by_id=admin.id
+        id=session_id, kind=Kind.ADMIN_APP, created_by_id=admin.id
     )
     if session is None:
         raise NotFound("No such QR code.")
@@ -145,7 +107,7 @@ async def _own_session(session_id: UUID, admin: User) -> PairingSession:
 @dataclass(frozen=True, slots=True)
 class QrStatus:
     session: PairingSession
-    state: str
+    state: PairingState
     # The app connected with it, once it is redeemed.
     device: Device | None
 
@@ -154,15 +116,15 @@ async def qr_status(*, session_id: UUID, admin: User) -> QrStatus:
     session = await _own_session(session_id, admin)
     state = effective_state(session, clock.now())
     device = None
-    if state == "redeemed" and session.device_id is not None:  # type: ignore[attr-defined]
-        device = await Device.get_or_none(id=session.device_id)  # type: ignore[attr-defined]
+    if state == PairingState.redeemed and session.device_id is not None:
+        device = await Device.get_or_none(id=session.device_id)
     return QrStatus(session, state, device)
 
 
 async def cancel(*, session_id: UUID, admin: User, ip: str | None) -> PairingSession:
     session = await _own_session(session_id, admin)
     now = clock.now()
-    if effective_state(session, now) != "minted":
+    if effective_state(session, now) != PairingState.minted:
         raise Conflict("This QR code is no longer valid.")
     try:
         return await fire(
@@ -170,9 +132,14 @@ async def cancel(*, session_id: UUID, admin: User, ip: str | None) -> PairingSes
             PairingSessionMachine,
             "cancel",
             changes={"resolved_at": now},
-            entry=session_entry("app.qr.cancelled", session, _admin(admin.id, ip), reason="admin"),
+            entry=session_entry(
+                AuditAction.APP_QR_CANCELLED,
+                session,
+                audit.Actor.user(admin.id, ip),
+                reason="admin",
+            ),
         )
-    except (StaleState, TransitionNotAllowed):
+    except StaleState:
         raise Conflict("This QR code is no longer valid.") from None
 
 
@@ -180,23 +147,23 @@ async def cancel_for_console_session(*, console_session: ConsoleSession, ip: str
     """Signing out kills the QR codes that session showed and nobody has used yet."""
     now = clock.now()
     unused = await PairingSession.filter(
-        kind=PairingKind.ADMIN_APP,
+        kind=Kind.ADMIN_APP,
         console_session_id=console_session.id,
-        state="minted",
+        state=PairingState.minted,
         expires_at__gt=now,
     )
     cancelled = 0
     for session in unused:
-        with contextlib.suppress(StaleState, TransitionNotAllowed):
+        with contextlib.suppress(StaleState):
             await fire(
                 session,
                 PairingSessionMachine,
                 "cancel",
                 changes={"resolved_at": now},
                 entry=session_entry(
-                    "app.qr.cancelled",
+                    AuditAction.APP_QR_CANCELLED,
                     session,
-                    _admin(console_session.user_id, ip),  # type: ignore[attr-defined]
+                    audit.Actor.user(console_session.user_id, ip),
                     reason="signed_out",
                 ),
             )
@@ -204,24 +171,12 @@ async def cancel_for_console_session(*, console_session: ConsoleSession, ip: str
     return cancelled
 
 
-def _refusal(state: str) -> DomainError:
-    if state == "redeemed":
-        return CodeAlreadyUsed("This QR code was already used; generate a new one.")
-    if state == "expired":
-        return CodeExpired("This QR code has expired; generate a new one.")
-    if state == "cancelled":
-        return CodeExpired("This QR code was withdrawn; generate a new one.")
-    return InvalidCode("This QR code is not valid.")
-
-
 async def _issuer_signed_in(session: PairingSession, now: datetime, settings: Settings) -> bool:
     """The console session that showed the code is still open, and its admin still active."""
-    console = await ConsoleSession.get_or_none(
-        id=session.console_session_id  # type: ignore[attr-defined]
-    ).select_related("user")
+    console = await ConsoleSession.get_or_none(id=session.console_session_id).select_related("user")
     if console is None or console.ended_at is not None or not console.user.is_active:
         return False
-    return not sessions.timed_out(console, now, settings)
+    return not console_sessions.timed_out(console, now, settings)
 
 
 async def _note_failure(
@@ -239,9 +194,9 @@ async def _note_failure(
     # A known token coming back (used, expired, signed out) may be a photographed QR code.
     await audit.record(
         session_entry(
-            "app.exchange_failed",
+            AuditAction.APP_EXCHANGE_FAILED,
             session,
-            audit.Actor(type="device", ip=ip),
+            audit.Actor.device(ip=ip),
             reason=failure.code,
         )
     )
@@ -261,14 +216,12 @@ async def exchange(
     )
     await limiter.ensure_allowed(settings.redeem_failures_global, "app-exchange-global")
     now = clock.now()
-    session = await PairingSession.get_or_none(
-        code_hash=_token_hash(token), kind=PairingKind.ADMIN_APP
-    )
+    session = await PairingSession.get_or_none(code_hash=_token_hash(token), kind=Kind.ADMIN_APP)
     failure: DomainError | None = None
     if session is None:
         failure = InvalidCode("This QR code is not valid.")
-    elif (state := effective_state(session, now)) != "minted":
-        failure = _refusal(state)
+    elif (state := effective_state(session, now)) != PairingState.minted:
+        failure = refusals.refusal(refusals.APP_EXCHANGE, state)
     elif not await _issuer_signed_in(session, now, settings):
         failure = CodeExpired(
             "The console session that showed this QR code has ended; generate a new one."
@@ -279,11 +232,10 @@ async def exchange(
     assert session is not None
     try:
         issued = await _connect(session, details, ip, now, settings)
-    except (StaleState, TransitionNotAllowed, DeadlinePassed):
+    except (StaleState, DeadlinePassed):
         # Lost the race to another exchange (or a sign-out), or the deadline just passed.
         await session.refresh_from_db()
-        state = effective_state(session, now)
-        failure = _refusal("expired" if state == "minted" else state)
+        failure = refusals.refusal(refusals.APP_EXCHANGE, effective_state(session, now))
         await _note_failure(failure, session, ip, limiter, settings)
         raise failure from None
     presence.record_heartbeat(str(issued.device.id), now.timestamp())
@@ -293,7 +245,7 @@ async def exchange(
 async def _connect(
     session: PairingSession, details: AppDetails, ip: str | None, now: datetime, settings: Settings
 ) -> AppTokens:
-    owner = await User.get(id=session.created_by_id)  # type: ignore[attr-defined]
+    owner = await User.get(id=session.created_by_id)
     async with in_transaction() as connection:
         await fire(
             session,
@@ -305,7 +257,7 @@ async def _connect(
             using_db=connection,
         )
         device = await Device.create(
-            kind=DeviceKind.ADMIN_APP,
+            kind=Kind.ADMIN_APP,
             label=details.name,
             platform=details.platform,
             device_identifier=details.identifier,
@@ -321,8 +273,8 @@ async def _connect(
         )
         await audit.record(
             audit.Entry(
-                action="app.device.connected",
-                actor=_admin(owner.id, ip),
+                action=AuditAction.APP_DEVICE_CONNECTED,
+                actor=audit.Actor.user(owner.id, ip),
                 target_type="device",
                 target_id=str(device.id),
                 metadata={
@@ -341,9 +293,9 @@ async def _connect(
 
 async def list_devices(*, owner: User, presence: PresenceStore) -> list[Device]:
     """The admin's connected apps, newest first, with last-active times from the store."""
-    devices = await Device.filter(
-        kind=DeviceKind.ADMIN_APP, owner_id=owner.id, deleted_at=None
-    ).order_by("-registered_at")
+    devices = await Device.filter(kind=Kind.ADMIN_APP, owner_id=owner.id, deleted_at=None).order_by(
+        "-registered_at"
+    )
     return await with_presence(devices, presence)
 
 
@@ -351,53 +303,16 @@ async def revoke(
     *, device_id: UUID, admin: User, ip: str | None, presence: PresenceStore
 ) -> Device:
     """Immediate: the refresh token is dead and every access token fails its next request."""
-    device = await Device.get_or_none(id=device_id, kind=DeviceKind.ADMIN_APP, owner_id=admin.id)
+    device = await Device.get_or_none(id=device_id, kind=Kind.ADMIN_APP, owner_id=admin.id)
     if device is None:
         raise NotFound("No such connected device.")
     try:
         return await app_credentials.revoke_device(
             device,
-            action="app.device.revoked",
-            actor=_admin(admin.id, ip),
+            action=AuditAction.APP_DEVICE_REVOKED,
+            actor=audit.Actor.user(admin.id, ip),
             reason="admin",
             presence=presence,
         )
-    except (StaleState, TransitionNotAllowed):
+    except StaleState:
         raise Conflict("This device's access was already revoked.") from None
-
-
-async def cleanup(*, now: datetime, settings: Settings) -> int:
-    """Delete dead QR codes, and connections revoked or unused beyond the retention, with
-    their spent refresh tokens. The audit log is never touched."""
-    horizon = now - timedelta(days=settings.app_device_retention_days)
-    app_devices = Device.filter(kind=DeviceKind.ADMIN_APP)
-    stale = app_devices.filter(
-        Q(deleted_at__lt=horizon)
-        | Q(deleted_at=None, last_seen_at__lt=horizon)
-        | Q(deleted_at=None, last_seen_at=None, registered_at__lt=horizon)
-    )
-    # Tokens and presence changes go with their device (cascade); the QR codes they came
-    # from lose the link and are deleted below. Counted by id: SQLite's count of changed
-    # rows would include the cascade.
-    stale_ids = await stale.values_list("id", flat=True)
-    devices = len(stale_ids)
-    if stale_ids:
-        await Device.filter(id__in=stale_ids).delete()
-    spent_tokens = (
-        await DeviceToken.filter(
-            device_id__in=Subquery(app_devices.values("id")), expires_at__lte=now
-        )
-        .exclude(state="active")
-        .delete()
-    )
-    qr_codes = await PairingSession.filter(
-        Q(state__in=("minted", "expired", "cancelled"), expires_at__lte=now)
-        | Q(state="redeemed", device_id=None),
-        kind=PairingKind.ADMIN_APP,
-    ).delete()
-    deleted = devices + spent_tokens + qr_codes
-    if deleted:
-        log.info(
-            "app_cleanup_done", devices=devices, refresh_tokens=spent_tokens, qr_codes=qr_codes
-        )
-    return deleted

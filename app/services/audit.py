@@ -4,20 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from asgi_correlation_id import correlation_id
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from app import clock
-from app.models import AuditEvent
+from app.models import AuditAction, AuditEvent
 from app.services.pagination import Page, newest_first
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
+    """Who did it: a console user, a device (known or not yet), or the service itself."""
+
     type: str  # "user", "device", "system"
     id: str | None = None
     ip: str | None = None
+
+    @classmethod
+    def user(cls, user_id: UUID | str, ip: str | None = None) -> Actor:
+        return cls(type="user", id=str(user_id), ip=ip)
+
+    @classmethod
+    def device(cls, device_id: UUID | str | None = None, ip: str | None = None) -> Actor:
+        return cls(type="device", id=str(device_id) if device_id is not None else None, ip=ip)
 
     @classmethod
     def system(cls) -> Actor:
@@ -28,7 +39,7 @@ class Actor:
 class Entry:
     """An audit row to write; `metadata` must already be free of secrets."""
 
-    action: str
+    action: AuditAction
     actor: Actor
     target_type: str | None = None
     target_id: str | None = None
@@ -38,7 +49,7 @@ class Entry:
 async def record(entry: Entry, *, using_db: BaseDBAsyncClient | None = None) -> AuditEvent:
     return await AuditEvent.create(
         at=clock.now(),
-        action=entry.action,
+        action=entry.action.value,
         actor_type=entry.actor.type,
         actor_id=entry.actor.id,
         target_type=entry.target_type,

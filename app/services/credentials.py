@@ -7,32 +7,24 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.auth.hashing import ABSENT_HASH, matches, sha256_hex
-from app.models import Device, DeviceToken, User
-from app.models.device import DeviceKind
+from app.auth.hashing import sha256_hex
+from app.errors import Conflict, InvalidCredentials, StaleState, TokenExpired, TokenRevoked
+from app.models import AuditAction, Device, DeviceToken, Kind, User
 from app.presence import PresenceStore
 from app.services import audit
-from app.services.errors import (
-    Conflict,
-    InvalidCredentials,
-    StaleState,
-    TokenExpired,
-    TokenRevoked,
-)
+from app.services.credential_lookup import find_presented, verdict
+from app.services.revocations import revoke_all_active, token_entry
 from app.services.transitions import fire
-from statemachines import DeviceTokenMachine, TransitionNotAllowed
+from statemachines import CredentialVerdict, DeviceTokenMachine
 
 TOKEN_PREFIX = "pxd_"
 SECRET_PREFIX = "pxs_"
-# A rotated-out pair seen this soon after its rotation comes from a request that raced the
-# rotation, not from a copy coming back: refused as a conflict, without cutting the device off.
-ROTATION_RACE_WINDOW = timedelta(seconds=10)
+_TOKEN_SHAPE = re.compile(rf"^{TOKEN_PREFIX}([0-9a-f]{{16}})_[A-Za-z0-9_-]{{32}}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +52,12 @@ class IssuedCredentials:
         return f"IssuedCredentials(device={self.device.id}, token={self.token.id}, secrets=***)"
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    device: Device
+    token: DeviceToken
+
+
 def _new_pair() -> tuple[str, str, str]:
     lookup_id = secrets.token_hex(8)
     device_token = f"{TOKEN_PREFIX}{lookup_id}_{secrets.token_urlsafe(24)}"
@@ -79,7 +77,7 @@ async def register_device(
 ) -> IssuedCredentials:
     """Create the device and its first credentials, audited, in the caller's transaction."""
     device = await Device.create(
-        kind=DeviceKind.SCANNER,
+        kind=Kind.SCANNER,
         label=details.label,
         platform=details.platform,
         model=details.model,
@@ -95,7 +93,7 @@ async def register_device(
     )
     await audit.record(
         audit.Entry(
-            action="device.registered",
+            action=AuditAction.DEVICE_REGISTERED,
             actor=actor,
             target_type="device",
             target_id=str(device.id),
@@ -132,105 +130,65 @@ async def issue_token(
         using_db=using_db,
     )
     await audit.record(
-        audit.Entry(
-            action="device.token.issued",
-            actor=actor,
-            target_type="device",
-            target_id=str(device.id),
-            metadata={
-                "deviceId": str(device.id),
-                "tokenId": str(token.id),
-                "tokenHashPrefix": token.token_hash[:8],
-            },
+        token_entry(
+            AuditAction.DEVICE_TOKEN_ISSUED,
+            token,
+            actor,
+            tokenHashPrefix=token.token_hash[:8],
         ),
         using_db=using_db,
     )
     return IssuedCredentials(device, token, device_token, device_secret)
 
 
-_TOKEN_SHAPE = re.compile(rf"^{TOKEN_PREFIX}([0-9a-f]{{16}})_[A-Za-z0-9_-]{{32}}$")
-
-
-@dataclass(frozen=True)
-class Authenticated:
-    device: Device
-    token: DeviceToken
-
-
 async def authenticate(
     *, device_token: str, device_secret: str, presence: PresenceStore
 ) -> Authenticated:
     """Check a credential pair. Each refusal names why; unknown and wrong answer alike."""
-    match = _TOKEN_SHAPE.fullmatch(device_token)
-    row = None
-    if match:
-        row = await DeviceToken.get_or_none(lookup_id=match.group(1)).select_related("device")
-    token_ok = matches(row.token_hash if row else ABSENT_HASH, sha256_hex(device_token))
-    secret_ok = matches(row.secret_hash if row else ABSENT_HASH, sha256_hex(device_secret))
-    if row is None or not (token_ok and secret_ok):
+    row = await find_presented(_TOKEN_SHAPE, device_token, device_secret)
+    if row is None or row.device.kind is not Kind.SCANNER:
         raise InvalidCredentials("The device credentials are not valid.")
     now = clock.now()
-    if row.state == "rotated":
-        if row.ended_at is not None and now - row.ended_at < ROTATION_RACE_WINDOW:
+    match verdict(row, now):
+        case CredentialVerdict.valid:
+            return Authenticated(row.device, row)
+        case CredentialVerdict.just_rotated:
             raise Conflict("These credentials were rotated by a concurrent request.")
-        await _reuse_detected(row, presence)
-        raise TokenRevoked
-    if row.state in ("revoked", "expired"):
-        raise TokenRevoked if row.state == "revoked" else TokenExpired
-    if row.device.state != "active":
-        raise TokenRevoked
-    if now >= row.expires_at:
-        with contextlib.suppress(StaleState, TransitionNotAllowed):
-            await fire(
-                row,
-                DeviceTokenMachine,
-                "expire",
-                now=now,
-                changes={"ended_at": now},
-                entry=_token_entry("device.token.expired", row, audit.Actor.system()),
-            )
-        raise TokenExpired
-    return Authenticated(row.device, row)
-
-
-def _token_entry(
-    action: str, token: DeviceToken, actor: audit.Actor, **metadata: Any
-) -> audit.Entry:
-    device_id = str(token.device_id)  # type: ignore[attr-defined]
-    return audit.Entry(
-        action=action,
-        actor=actor,
-        target_type="device",
-        target_id=device_id,
-        metadata={"deviceId": device_id, "tokenId": str(token.id), **metadata},
-    )
+        case CredentialVerdict.reused:
+            await _reuse_detected(row, presence)
+            raise TokenRevoked
+        case CredentialVerdict.lapsed:
+            with contextlib.suppress(StaleState):
+                await fire(
+                    row,
+                    DeviceTokenMachine,
+                    "expire",
+                    now=now,
+                    changes={"ended_at": now},
+                    entry=token_entry(AuditAction.DEVICE_TOKEN_EXPIRED, row, audit.Actor.system()),
+                )
+            raise TokenExpired
+        case CredentialVerdict.expired:
+            raise TokenExpired
+        case CredentialVerdict.revoked:
+            raise TokenRevoked
 
 
 async def _reuse_detected(old: DeviceToken, presence: PresenceStore) -> None:
     """A rotated-out secret came back: someone kept a copy. Cut the device off entirely."""
     now = clock.now()
     async with in_transaction() as connection:
-        active = await DeviceToken.filter(device_id=old.device_id, state="active").using_db(  # type: ignore[attr-defined]
-            connection
-        )
-        for token in active:
-            await fire(
-                token,
-                DeviceTokenMachine,
-                "revoke",
-                changes={"ended_at": now},
-                using_db=connection,
-            )
+        revoked = await revoke_all_active(old.device_id, now=now, using_db=connection)
         await audit.record(
-            _token_entry(
-                "device.token.reuse_detected",
+            token_entry(
+                AuditAction.DEVICE_TOKEN_REUSE_DETECTED,
                 old,
-                audit.Actor(type="device", id=str(old.device_id)),  # type: ignore[attr-defined]
-                revokedTokenIds=[str(t.id) for t in active],
+                audit.Actor.device(old.device_id),
+                revokedTokenIds=[str(t.id) for t in revoked],
             ),
             using_db=connection,
         )
-    await presence.publish_revocations(str(t.id) for t in active)
+    await presence.publish_revocations(str(t.id) for t in revoked)
 
 
 async def rotate(
@@ -241,7 +199,7 @@ async def rotate(
         device_token=device_token, device_secret=device_secret, presence=presence
     )
     now = clock.now()
-    actor = audit.Actor(type="device", id=str(current.device.id))
+    actor = audit.Actor.device(current.device.id)
     try:
         async with in_transaction() as connection:
             await fire(
@@ -261,15 +219,15 @@ async def rotate(
                 .update(replaced_by_id=issued.token.id)
             )
             await audit.record(
-                _token_entry(
-                    "device.token.rotated",
+                token_entry(
+                    AuditAction.DEVICE_TOKEN_ROTATED,
                     current.token,
                     actor,
                     newTokenId=str(issued.token.id),
                 ),
                 using_db=connection,
             )
-    except (StaleState, TransitionNotAllowed):
+    except StaleState:
         raise Conflict("These credentials were rotated by a concurrent request.") from None
     await presence.publish_revocations([str(current.token.id)])
     return issued

@@ -6,24 +6,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.models import Device, DeviceToken, User
+from app.errors import Conflict, NotFound, StaleState
+from app.models import AuditAction, Device, DeviceToken, Kind, User
 from app.presence import PresenceStore
 from app.services import audit
-from app.services.errors import Conflict, NotFound, StaleState
 from app.services.pagination import Page, newest_first
+from app.services.revocations import revoke_all_active, token_entry
 from app.services.transitions import fire
 from app.settings import Settings
-from statemachines import DeviceMachine, DeviceTokenMachine, TransitionNotAllowed
+from statemachines import DeviceMachine, DeviceTokenMachine
 
 
 @dataclass(frozen=True)
 class FleetFilter:
-    kind: str | None = None
+    kind: Kind | None = None
     platform: str | None = None
     online: bool | None = None
     q: str | None = None
@@ -105,7 +105,7 @@ async def deregister(
     """Soft delete: the row and its history stay, every credential dies with it."""
     device = await get_device(device_id)
     now = clock.now()
-    who = audit.Actor(type="user", id=str(actor.id), ip=ip)
+    who = audit.Actor.user(actor.id, ip)
     try:
         async with in_transaction() as connection:
             await fire(
@@ -115,19 +115,19 @@ async def deregister(
                 changes={"deleted_at": now},
                 using_db=connection,
                 entry=audit.Entry(
-                    action="device.deregistered",
+                    action=AuditAction.DEVICE_DEREGISTERED,
                     actor=who,
                     target_type="device",
                     target_id=str(device.id),
                     metadata={"deviceId": str(device.id), "label": device.label},
                 ),
             )
-            active = [token for token in device.tokens if token.state == "active"]
-            for token in active:
-                await _revoke(token, device, who, now, reason="deregistered", using_db=connection)
-    except (StaleState, TransitionNotAllowed):
+            revoked = await revoke_all_active(
+                device.id, now=now, using_db=connection, audited_as=(who, "deregistered")
+            )
+    except StaleState:
         raise Conflict("The device is already deregistered.") from None
-    await presence.publish_revocations(str(token.id) for token in active)
+    await presence.publish_revocations(str(token.id) for token in revoked)
     return device
 
 
@@ -138,36 +138,20 @@ async def revoke_token(
     token = next((t for t in device.tokens if t.id == token_id), None)
     if token is None:
         raise NotFound("No such credential on this device.")
-    who = audit.Actor(type="user", id=str(actor.id), ip=ip)
     try:
-        async with in_transaction() as connection:
-            await _revoke(token, device, who, clock.now(), reason="admin", using_db=connection)
-    except (StaleState, TransitionNotAllowed):
+        await fire(
+            token,
+            DeviceTokenMachine,
+            "revoke",
+            changes={"ended_at": clock.now()},
+            entry=token_entry(
+                AuditAction.DEVICE_TOKEN_REVOKED,
+                token,
+                audit.Actor.user(actor.id, ip),
+                reason="admin",
+            ),
+        )
+    except StaleState:
         raise Conflict(f"The credential is already {token.state}.") from None
     await presence.publish_revocations([str(token.id)])
     return token
-
-
-async def _revoke(
-    token: DeviceToken,
-    device: Device,
-    actor: audit.Actor,
-    now: datetime,
-    *,
-    reason: str,
-    using_db: BaseDBAsyncClient,
-) -> None:
-    await fire(
-        token,
-        DeviceTokenMachine,
-        "revoke",
-        changes={"ended_at": now},
-        using_db=using_db,
-        entry=audit.Entry(
-            action="device.token.revoked",
-            actor=actor,
-            target_type="device",
-            target_id=str(device.id),
-            metadata={"deviceId": str(device.id), "tokenId": str(token.id), "reason": reason},
-        ),
-    )

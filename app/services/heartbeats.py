@@ -7,10 +7,11 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.auth.ratelimit import RateLimiter
-from app.models import Device
+from app.models import AuditAction, Device
 from app.presence import PresenceStore
 from app.services import audit
 from app.settings import Settings
+from statemachines import DeviceState
 
 # Versions this process last wrote per device: a heartbeat that repeats them writes nothing.
 _known_versions: LRUCache[str, tuple[str | None, str | None]] = LRUCache(maxsize=200_000)
@@ -34,21 +35,21 @@ async def record(
             for name, value in (("app_version", app_version), ("os_version", os_version))
             if value is not None
         }
-        await Device.filter(id=device_id, state="active").update(**changes)
+        await Device.filter(id=device_id, state=DeviceState.active).update(**changes)
         _known_versions[device_id] = reported
 
 
 async def update_push_token(*, device_id: str, push_token: str, apns_environment: str) -> None:
     async with in_transaction() as connection:
         await (
-            Device.filter(id=device_id, state="active")
+            Device.filter(id=device_id, state=DeviceState.active)
             .using_db(connection)
             .update(push_token=push_token, apns_environment=apns_environment)
         )
         await audit.record(
             audit.Entry(
-                action="device.push_token.updated",
-                actor=audit.Actor(type="device", id=device_id),
+                action=AuditAction.DEVICE_PUSH_TOKEN_UPDATED,
+                actor=audit.Actor.device(device_id),
                 target_type="device",
                 target_id=device_id,
                 metadata={"pushTokenLast8": push_token[-8:], "apnsEnvironment": apns_environment},

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from app.services.errors import InvalidInput
+from app.errors import InvalidInput
 
 M = TypeVar("M", bound=Model)
 
@@ -44,11 +44,11 @@ async def newest_first(
 ) -> Page[M]:
     if cursor:
         at, row_id = decode_cursor(cursor)
-        query = query.filter(
-            Q(**{f"{time_field}__lt": at}) | (Q(**{time_field: at}) & Q(id__lt=row_id))
-        )
+        older: dict[str, Any] = {f"{time_field}__lt": at}
+        same_time: dict[str, Any] = {time_field: at}
+        query = query.filter(Q(**older) | (Q(**same_time) & Q(id__lt=row_id)))
     rows = await query.order_by(f"-{time_field}", "-id").limit(limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(getattr(rows[-1], time_field), rows[-1].id) if more else None
+    next_cursor = encode_cursor(getattr(rows[-1], time_field), rows[-1].pk) if more else None
     return Page(rows, next_cursor)

@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.auth.jwt import Keyring, generate_key
-from app.models import SigningKey
+from app.models import AuditAction, SigningKey
 from app.services import audit
 from app.settings import Settings
 
@@ -61,7 +61,7 @@ async def rotate(*, settings: Settings, grace: timedelta) -> SigningKey:
         key = await _create(settings)
         await audit.record(
             audit.Entry(
-                action="signing_key.rotated",
+                action=AuditAction.SIGNING_KEY_ROTATED,
                 actor=audit.Actor.system(),
                 target_type="signing_key",
                 target_id=key.id,
@@ -80,7 +80,7 @@ async def refreshed(keyring: Keyring, settings: Settings) -> Keyring:
     """The same keyring (and its verified-token cache) unless the published keys changed."""
     now = clock.now()
     live = Q(retires_at=None) | Q(retires_at__gt=now)
-    kids = set(await SigningKey.filter(live).values_list("id", flat=True))
+    kids = {str(kid) for kid in await SigningKey.filter(live).values_list("id", flat=True)}
     if kids == keyring.kids:
         return keyring
     return await load_keyring(settings)

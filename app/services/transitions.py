@@ -12,18 +12,18 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from app.errors import StaleState
+from app.models import Device, DeviceToken, PairingSession
 from app.services import audit
-from app.services.errors import StaleState
-from statemachines import LifecycleMachine
+from statemachines import LifecycleMachine, TransitionNotAllowed
 
-M = TypeVar("M", bound=Model)
+Row = TypeVar("Row", PairingSession, Device, DeviceToken)
 
 
 async def fire(
-    row: M,
+    row: Row,
     machine: type[LifecycleMachine],
     event: str,
     *,
@@ -32,19 +32,22 @@ async def fire(
     where: dict[str, Any] | None = None,
     using_db: BaseDBAsyncClient | None = None,
     **event_kwargs: Any,
-) -> M:
+) -> Row:
     """Run `event` on `row`; on success the row carries its new state and `changes`.
 
     `where` adds conditions to the write (e.g. `expires_at__gt=now`, so expiry is checked by
     the same statement); `using_db` joins the caller's transaction instead of opening one.
-    Raises the machine's `TransitionNotAllowed` / `TransitionRefused` when the lifecycle
-    forbids the move, and `StaleState` when the write matched no row.
+    Raises `StaleState` when the move lost its race (the state read forbids the event, or
+    the write matched no row), and the machine's `TransitionRefused` when a validator (a
+    deadline, the attempt count) refuses it.
     """
-    expected = row.state  # type: ignore[attr-defined]
+    expected = row.state
     try:
-        machine(model=row, state_field="state").send(event, **event_kwargs)
-        new_state = row.state  # type: ignore[attr-defined]
-        values = {"state": new_state, **(changes or {})}
+        try:
+            machine(model=row, state_field="state").send(event, **event_kwargs)
+        except TransitionNotAllowed as exc:
+            raise StaleState from exc
+        values = {"state": row.state, **(changes or {})}
         async with _transaction(using_db) as connection:
             updated = (
                 await type(row)
@@ -57,7 +60,7 @@ async def fire(
             if entry is not None:
                 await audit.record(entry, using_db=connection)
     except BaseException:
-        row.state = expected  # type: ignore[attr-defined]
+        row.state = expected
         raise
     for name, value in (changes or {}).items():
         setattr(row, name, value)

@@ -9,29 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api.views import audit_view
-from app.auth.access import require_reader
+from app.edge.access import require_reader
+from app.edge.presenters import audit_view
+from app.errors import DomainError
+from app.models import AuditAction
 from app.services import accounts, audit
-from app.services.errors import DomainError
 from app.web.rendering import render
 
 PAGE_SIZE = 50
-KNOWN_ACTIONS = (
-    "device.registered",
-    "device.token.issued",
-    "device.token.revoked",
-    "device.deregistered",
-    "pairing.code.minted",
-    "pairing.claimed",
-    "pairing.approved",
-    "pairing.rejected",
-    "pairing.cancelled",
-    "pairing.burned",
-    "pairing.redeem_failed",
-    "user.created",
-    "user.signed_in",
-    "user.signed_out",
-)
+# Grouped by what they are about, as the filter lists them.
+ACTIONS = sorted(AuditAction, key=lambda action: action.value)
 
 
 def _device_id(raw: str) -> str | None:
@@ -45,7 +32,7 @@ async def audit_page(request: Request) -> Response:
     await require_reader(request)
     params = request.query_params
     action = params.get("action", "")
-    action = action if action in KNOWN_ACTIONS else ""
+    action = action if action in set(AuditAction) else ""
     device_id = _device_id(params.get("deviceId", ""))
     cursor = params.get("cursor") or None
     try:
@@ -70,11 +57,11 @@ async def audit_page(request: Request) -> Response:
             "events": [audit_view(e) for e in page.items],
             "emails": await accounts.emails_by_id(actors),
             "filters": filters,
-            "actions": KNOWN_ACTIONS,
+            "actions": [action.value for action in ACTIONS],
             "next_url": next_url,
             "first_page": cursor is None,
         },
     )
 
 
-routes = [Route("/admin/audit", audit_page, methods=["GET"])]
+routes = [Route("/audit", audit_page, methods=["GET"])]

@@ -9,12 +9,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from app.auth import sessions
-from app.auth.access import authenticate
-from app.auth.client_ip import client_ip
+from app.auth.csrf import new_csrf_token
+from app.edge.access import authenticate
+from app.edge.cookies import SESSION_COOKIE, clear_session_cookies, set_session_cookies
+from app.edge.responses import NO_STORE
+from app.edge.runtime import request_ip, runtime
+from app.errors import InvalidCredentials, RateLimited
 from app.services import accounts
-from app.services.errors import InvalidCredentials, RateLimited
-from app.settings import Settings
 from app.web.rendering import render
 
 
@@ -27,8 +28,10 @@ class SignInForm(BaseModel):
 
 
 def safe_next(target: str | None) -> str:
-    """Only local paths: an open redirect after sign-in is a phishing aid."""
-    if not target:
+    """Only local paths: an open redirect after sign-in is a phishing aid. Browsers read `\\`
+    as `/` and drop tabs and newlines, so `/\\evil.example` is another host: any of them, or
+    any other control character, and the target is refused."""
+    if not target or any(ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -43,7 +46,7 @@ async def sign_in_page(request: Request) -> Response:
         request,
         "login.html",
         {"next": safe_next(request.query_params.get("next"))},
-        headers={"Cache-Control": "no-store"},
+        headers=NO_STORE,
     )
 
 
@@ -52,7 +55,7 @@ def _form_error(request: Request, message: str, status: int) -> Response:
 
 
 async def sign_in(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    state = runtime(request)
     try:
         form = SignInForm.model_validate(dict(await request.form()))
     except ValidationError:
@@ -61,11 +64,11 @@ async def sign_in(request: Request) -> Response:
         signed_in = await accounts.sign_in(
             email=form.email,
             password=form.password,
-            ip=client_ip(request, settings.trusted_proxy_hops),
+            ip=request_ip(request),
             user_agent=request.headers.get("user-agent"),
-            previous_cookie=request.cookies.get(sessions.SESSION_COOKIE),
-            limiter=request.app.state.rate_limiter,
-            settings=settings,
+            previous_cookie=request.cookies.get(SESSION_COOKIE),
+            limiter=state.rate_limiter,
+            settings=state.settings,
         )
     except InvalidCredentials as exc:
         return _form_error(request, exc.message, 401)
@@ -76,19 +79,21 @@ async def sign_in(request: Request) -> Response:
             429,
         )
     response = Response(status_code=204, headers={"HX-Redirect": safe_next(form.next)})
-    sessions.set_session_cookies(response, signed_in.opened, settings)
+    set_session_cookies(
+        response,
+        signed_in.opened,
+        csrf_token=new_csrf_token(state.settings.secret),
+        settings=state.settings,
+    )
     return response
 
 
 async def sign_out(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
     principal = await authenticate(request)
     if principal is not None and principal.session is not None:
-        await accounts.sign_out(
-            session=principal.session, ip=client_ip(request, settings.trusted_proxy_hops)
-        )
+        await accounts.sign_out(session=principal.session, ip=request_ip(request))
     response = Response(status_code=204, headers={"HX-Redirect": "/login"})
-    sessions.clear_session_cookies(response, settings)
+    clear_session_cookies(response, runtime(request).settings)
     return response
 
 

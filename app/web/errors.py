@@ -8,8 +8,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app.edge.problems import status_for
+from app.errors import DomainError, NotAuthenticated
 from app.logging import get_logger
-from app.services.errors import DomainError, NotAuthenticated
 from app.web.rendering import render
 
 log = get_logger(__name__)
@@ -30,8 +31,6 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 
 async def handle_web_error(request: Request, exc: Exception) -> Response:
-    from app.api.errors import STATUS_BY_CODE
-
     if isinstance(exc, NotAuthenticated):
         target = request.url.path
         if request.url.query:
@@ -40,7 +39,7 @@ async def handle_web_error(request: Request, exc: Exception) -> Response:
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
     if isinstance(exc, DomainError):
-        return error_page(request, STATUS_BY_CODE.get(exc.code, 400), exc.message)
+        return error_page(request, status_for(exc), exc.message)
     if isinstance(exc, HTTPException):
         message = "There is no page at this address." if exc.status_code == 404 else str(exc.detail)
         return error_page(request, exc.status_code, message)

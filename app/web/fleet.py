@@ -11,13 +11,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from app import clock
-from app.api.actors import request_ip
-from app.api.views import audit_view, device_view, presence_change_view
-from app.auth.access import require_admin, require_reader
-from app.models.device import DeviceKind
+from app.edge.access import require_admin, require_reader
+from app.edge.presenters import audit_view, device_view, presence_change_view
+from app.edge.responses import NO_STORE
+from app.edge.runtime import request_ip, runtime
+from app.errors import DomainError
+from app.models import Kind
 from app.services import audit, devices, presence
-from app.services.errors import DomainError
-from app.settings import Settings
 from app.web.rendering import render
 
 PAGE_SIZE = 25
@@ -42,31 +42,31 @@ async def home(request: Request) -> Response:
 
 async def fleet_page(request: Request) -> Response:
     principal = await require_reader(request)
-    settings: Settings = request.app.state.settings
+    state = runtime(request)
+    settings = state.settings
     try:
         query = FleetQuery.model_validate(dict(request.query_params))
     except ValidationError:
         query = FleetQuery()
     fleet_filter = devices.FleetFilter(
         # Admin-app connections have their own page (Mobile app).
-        kind=DeviceKind.SCANNER.value,
+        kind=Kind.SCANNER,
         q=query.q[:120] or None,
         platform=query.platform if query.platform in PLATFORMS else None,
         online={"online": True, "offline": False}.get(query.status),
     )
-    presence = request.app.state.presence
     try:
         page = await devices.list_devices(
             fleet_filter,
             cursor=query.cursor or None,
             limit=PAGE_SIZE,
             settings=settings,
-            presence=presence,
+            presence=state.presence,
         )
     except DomainError:
         # A mangled cursor in a bookmarked URL: start from the first page.
         page = await devices.list_devices(
-            fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings, presence=presence
+            fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings, presence=state.presence
         )
     now = clock.now()
     filters = {"q": query.q, "platform": query.platform, "status": query.status}
@@ -95,15 +95,17 @@ async def fleet_page(request: Request) -> Response:
 
 async def device_page(request: Request) -> Response:
     principal = await require_reader(request)
-    settings: Settings = request.app.state.settings
+    state = runtime(request)
     device = await devices.get_device(request.path_params["device_id"])
-    await devices.with_presence([device], request.app.state.presence)
+    await devices.with_presence([device], state.presence)
     events = await audit.for_device(str(device.id))
     return render(
         request,
         "device.html",
         {
-            "device": device_view(device, now=clock.now(), settings=settings, with_tokens=True),
+            "device": device_view(
+                device, now=clock.now(), settings=state.settings, with_tokens=True
+            ),
             "events": [audit_view(e) for e in events],
             "presence_changes": [
                 presence_change_view(c) for c in await presence.recent_changes(str(device.id))
@@ -112,7 +114,7 @@ async def device_page(request: Request) -> Response:
             "platforms": PLATFORMS,
             "can_write": principal.is_admin,
         },
-        headers={"Cache-Control": "no-store"},
+        headers=NO_STORE,
     )
 
 
@@ -123,7 +125,7 @@ async def deregister(request: Request) -> Response:
         device_id=device_id,
         actor=principal.user,
         ip=request_ip(request),
-        presence=request.app.state.presence,
+        presence=runtime(request).presence,
     )
     return Response(status_code=204, headers={"HX-Redirect": f"/admin/devices/{device_id}"})
 
@@ -136,19 +138,17 @@ async def revoke_token(request: Request) -> Response:
         token_id=request.path_params["token_id"],
         actor=principal.user,
         ip=request_ip(request),
-        presence=request.app.state.presence,
+        presence=runtime(request).presence,
     )
     return Response(status_code=204, headers={"HX-Redirect": f"/admin/devices/{device_id}"})
 
 
+home_routes = [Route("/", home, methods=["GET"])]
 routes = [
-    Route("/", home, methods=["GET"]),
-    Route("/admin/devices", fleet_page, methods=["GET"]),
-    Route("/admin/devices/{device_id:uuid}", device_page, methods=["GET"]),
-    Route("/admin/devices/{device_id:uuid}/deregister", deregister, methods=["POST"]),
+    Route("/devices", fleet_page, methods=["GET"]),
+    Route("/devices/{device_id:uuid}", device_page, methods=["GET"]),
+    Route("/devices/{device_id:uuid}/deregister", deregister, methods=["POST"]),
     Route(
-        "/admin/devices/{device_id:uuid}/tokens/{token_id:uuid}/revoke",
-        revoke_token,
-        methods=["POST"],
+        "/devices/{device_id:uuid}/tokens/{token_id:uuid}/revoke", revoke_token, methods=["POST"]
     ),
 ]

@@ -10,16 +10,15 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from app import clock
-from app.api.actors import request_ip
-from app.api.admin_app import app_device_view
-from app.api.views import iso
-from app.auth.access import Principal, require_admin, require_console_admin, require_reader
+from app.edge.access import Principal, require_admin, require_console_admin, require_reader
+from app.edge.presenters import app_device_view, iso
+from app.edge.qr import app_qr
+from app.edge.responses import NO_STORE
+from app.edge.runtime import request_ip, runtime
+from app.errors import Conflict, DomainError, NotFound
 from app.services import app_onboarding
-from app.services.errors import Conflict, DomainError, NotFound
-from app.web.qr import qr_svg
 from app.web.rendering import render
 
-NO_STORE = {"Cache-Control": "no-store"}
 PLATFORMS = {"ios": "iOS", "android": "Android"}
 LIVE_REFRESH_SECONDS = 10
 # Fired when a QR code was used, so the device list reloads without waiting for its timer.
@@ -28,7 +27,7 @@ DEVICES_CHANGED = "app-devices-changed"
 
 async def _devices_context(request: Request, principal: Principal) -> dict[str, object]:
     devices = await app_onboarding.list_devices(
-        owner=principal.user, presence=request.app.state.presence
+        owner=principal.user, presence=runtime(request).presence
     )
     return {
         "devices": [app_device_view(d) for d in devices],
@@ -53,19 +52,21 @@ async def devices(request: Request) -> Response:
 async def generate_qr(request: Request) -> Response:
     principal = await require_console_admin(request)
     assert principal.session is not None
+    settings = runtime(request).settings
     generated = await app_onboarding.generate_qr(
         admin=principal.user,
         console_session=principal.session,
         ip=request_ip(request),
-        settings=request.app.state.settings,
+        settings=settings,
     )
+    _, svg = await app_qr(generated, settings)
     return render(
         request,
         "partials/app_qr.html",
         {
             "session_id": str(generated.session.id),
             "state": "minted",
-            "qr": await qr_svg(generated.text, title="Admin app QR code"),
+            "qr": svg,
             "expires_at": iso(generated.session.expires_at),
             "server_now": iso(clock.now()),
         },
@@ -112,18 +113,17 @@ async def revoke(request: Request) -> Response:
             device_id=request.path_params["device_id"],
             admin=principal.user,
             ip=request_ip(request),
-            presence=request.app.state.presence,
+            presence=runtime(request).presence,
         )
     context = await _devices_context(request, principal)
     return render(request, "partials/app_devices.html", context, headers=NO_STORE)
 
 
-_BASE = "/admin/mobile-app"
 routes = [
-    Route(_BASE, page, methods=["GET"]),
-    Route(_BASE + "/devices", devices, methods=["GET"]),
-    Route(_BASE + "/devices/{device_id:uuid}/revoke", revoke, methods=["POST"]),
-    Route(_BASE + "/qr", generate_qr, methods=["POST"]),
-    Route(_BASE + "/qr/{session_id:uuid}", qr_status, methods=["GET"]),
-    Route(_BASE + "/qr/{session_id:uuid}/cancel", cancel_qr, methods=["POST"]),
+    Route("/mobile-app", page, methods=["GET"]),
+    Route("/mobile-app/devices", devices, methods=["GET"]),
+    Route("/mobile-app/devices/{device_id:uuid}/revoke", revoke, methods=["POST"]),
+    Route("/mobile-app/qr", generate_qr, methods=["POST"]),
+    Route("/mobile-app/qr/{session_id:uuid}", qr_status, methods=["GET"]),
+    Route("/mobile-app/qr/{session_id:uuid}/cancel", cancel_qr, methods=["POST"]),
 ]

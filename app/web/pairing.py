@@ -10,21 +10,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import clock
-from app.api.actors import request_ip
-from app.api.views import iso, pairing_session_view
-from app.auth.access import require_admin, require_reader
-from app.services import devices, pairing, pairing_codes
-from app.services.errors import DomainError
-from app.web.qr import qr_svg
+from app.edge.access import principal_of, require_admin, require_reader
+from app.edge.presenters import iso, pairing_session_view
+from app.edge.qr import qr_svg
+from app.edge.responses import NO_STORE
+from app.edge.runtime import request_ip, runtime
+from app.errors import DomainError
+from app.services import devices, pairing, pairing_approval, pairing_codes
 from app.web.rendering import render
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def register_dialog(request: Request) -> Response:
     principal = await require_admin(request)
     minted = await pairing.mint(
-        admin=principal.user, ip=request_ip(request), settings=request.app.state.settings
+        admin=principal.user, ip=request_ip(request), settings=runtime(request).settings
     )
     return render(
         request,
@@ -45,7 +44,7 @@ async def _status(request: Request, session_id: UUID, message: str | None = None
     view = pairing_session_view(session, now=clock.now())
     if "deviceId" in view:
         view["deviceLabel"] = (await devices.get_device(UUID(view["deviceId"]))).label
-    principal = request.scope.get("polaris.principal")
+    principal = principal_of(request)
     return render(
         request,
         "partials/pairing_status.html",
@@ -54,7 +53,7 @@ async def _status(request: Request, session_id: UUID, message: str | None = None
             "message": message,
             "can_decide": principal is not None
             and principal.is_admin
-            and session.created_by_id == principal.user.id,  # type: ignore[attr-defined]
+            and session.created_by_id == principal.user.id,
         },
         headers=NO_STORE,
     )
@@ -71,7 +70,7 @@ async def approve(request: Request) -> Response:
     form = await request.form()
     chosen = [str(c) for c in form.getlist("capabilities")]
     try:
-        await pairing.approve(
+        await pairing_approval.approve(
             session_id=session_id, admin=principal.user, capabilities=chosen, ip=request_ip(request)
         )
     except DomainError as exc:
@@ -83,7 +82,9 @@ async def reject(request: Request) -> Response:
     principal = await require_admin(request)
     session_id: UUID = request.path_params["session_id"]
     try:
-        await pairing.reject(session_id=session_id, admin=principal.user, ip=request_ip(request))
+        await pairing_approval.reject(
+            session_id=session_id, admin=principal.user, ip=request_ip(request)
+        )
     except DomainError as exc:
         return await _status(request, session_id, exc.message)
     return await _status(request, session_id)
@@ -94,14 +95,16 @@ async def cancel(request: Request) -> Response:
     session_id: UUID = request.path_params["session_id"]
     # Already used or expired: nothing is left to cancel, and the dialog closes all the same.
     with contextlib.suppress(DomainError):
-        await pairing.cancel(session_id=session_id, admin=principal.user, ip=request_ip(request))
+        await pairing_approval.cancel(
+            session_id=session_id, admin=principal.user, ip=request_ip(request)
+        )
     return Response("", headers=NO_STORE)
 
 
 routes = [
-    Route("/admin/devices/register", register_dialog, methods=["POST"]),
-    Route("/admin/pairing/{session_id:uuid}", status, methods=["GET"]),
-    Route("/admin/pairing/{session_id:uuid}/approve", approve, methods=["POST"]),
-    Route("/admin/pairing/{session_id:uuid}/reject", reject, methods=["POST"]),
-    Route("/admin/pairing/{session_id:uuid}/cancel", cancel, methods=["POST"]),
+    Route("/devices/register", register_dialog, methods=["POST"]),
+    Route("/pairing/{session_id:uuid}", status, methods=["GET"]),
+    Route("/pairing/{session_id:uuid}/approve", approve, methods=["POST"]),
+    Route("/pairing/{session_id:uuid}/reject", reject, methods=["POST"]),
+    Route("/pairing/{session_id:uuid}/cancel", cancel, methods=["POST"]),
 ]

@@ -7,7 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from app.settings import Settings
+from app.edge.access import principal_of
+from app.edge.runtime import runtime
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=_HERE / "templates")
@@ -22,8 +23,7 @@ def render(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    settings: Settings = request.app.state.settings
-    base = {"site_name": settings.site_name, "principal": request.scope.get("polaris.principal")}
+    base = {"site_name": runtime(request).settings.site_name, "principal": principal_of(request)}
     return templates.TemplateResponse(
         request, name, {**base, **(context or {})}, status_code=status, headers=headers
     )

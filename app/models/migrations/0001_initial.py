@@ -1,7 +1,6 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from app.models.device import DeviceKind
-from app.models.pairing_session import PairingKind
+from app.models.kinds import Kind
 from app.models.user import Role
 from orjson import loads
 from tortoise.fields.base import OnDelete
@@ -64,7 +63,7 @@ class Migration(migrations.Migration):
             name='Device',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
-                ('kind', fields.CharEnumField(db_index=True, description='SCANNER: scanner\nADMIN_APP: admin_app', enum_type=DeviceKind, max_length=16)),
+                ('kind', fields.CharEnumField(db_index=True, description='SCANNER: scanner\nADMIN_APP: admin_app', enum_type=Kind, max_length=16)),
                 ('state', fields.CharField(default='active', db_index=True, max_length=24)),
                 ('label', fields.CharField(max_length=120)),
                 ('platform', fields.CharField(db_index=True, max_length=16)),
@@ -105,7 +104,7 @@ class Migration(migrations.Migration):
             name='PairingSession',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
-                ('kind', fields.CharEnumField(description='SCANNER: scanner\nADMIN_APP: admin_app', enum_type=PairingKind, max_length=16)),
+                ('kind', fields.CharEnumField(description='SCANNER: scanner\nADMIN_APP: admin_app', enum_type=Kind, max_length=16)),
                 ('state', fields.CharField(default='minted', db_index=True, max_length=24)),
                 ('code_hash', fields.CharField(unique=True, max_length=64)),
                 ('proof_challenge', fields.CharField(null=True, max_length=64)),

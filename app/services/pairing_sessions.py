@@ -1,0 +1,140 @@
+"""What every pairing protocol shares: a session's state as the clock sees it, its audit
+entries, wrong proofs counted towards burning it, and the sweep that catches rows up."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import F
+
+from app.errors import CodeAlreadyUsed, DomainError, InvalidProof, SessionBurned, StaleState
+from app.models import AuditAction, PairingSession, User
+from app.services import audit, credentials
+from app.services.credentials import DeviceDetails, IssuedCredentials
+from app.services.transitions import fire
+from app.settings import Settings
+from statemachines import (
+    MAX_FAILED_PROOFS,
+    DeadlineNotReached,
+    PairingSessionMachine,
+    PairingState,
+)
+
+# A tuple, for `state__in` queries as well as membership tests.
+OPEN_STATES = tuple(sorted(PairingSessionMachine.open_states()))
+
+
+def code_ttl(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.pairing_code_ttl_seconds)
+
+
+def credential_ttl(settings: Settings) -> timedelta:
+    return timedelta(days=settings.device_credential_ttl_days)
+
+
+def effective_state(session: PairingSession, now: datetime) -> PairingState:
+    """Expiry is a fact of the clock; the sweep job only catches the row up with it."""
+    if session.state in OPEN_STATES and now >= session.expires_at:
+        return PairingState.expired
+    return session.state
+
+
+def session_entry(
+    action: AuditAction, session: PairingSession, actor: audit.Actor, **metadata: Any
+) -> audit.Entry:
+    """An audit entry about a pairing session (scanner or admin app)."""
+    return audit.Entry(
+        action=action,
+        actor=actor,
+        target_type="pairing_session",
+        target_id=str(session.id),
+        metadata={"pairingSessionId": str(session.id), **metadata},
+    )
+
+
+async def register_paired_device(
+    session: PairingSession,
+    *,
+    details: DeviceDetails,
+    ip: str | None,
+    now: datetime,
+    settings: Settings,
+    using_db: BaseDBAsyncClient,
+) -> IssuedCredentials:
+    """Create the device a redeemed session pairs, owned by the admin who minted the code,
+    and link the two, in the caller's transaction. A session linked already raises
+    `CodeAlreadyUsed`, which rolls the new device back: a racing request paired first."""
+    owner = await User.get(id=session.created_by_id, using_db=using_db)
+    issued = await credentials.register_device(
+        details=details,
+        owner=owner,
+        actor=audit.Actor.user(owner.id),
+        now=now,
+        ttl=credential_ttl(settings),
+        ip=ip,
+        using_db=using_db,
+    )
+    linked = (
+        await PairingSession.filter(id=session.id, state=PairingState.redeemed, device_id=None)
+        .using_db(using_db)
+        .update(device_id=issued.device.id)
+    )
+    if linked != 1:
+        raise CodeAlreadyUsed
+    return issued
+
+
+async def count_wrong_proof(session: PairingSession, now: datetime) -> DomainError:
+    """Count a wrong proof; the fifth burns the session. Returns the error to answer."""
+    await PairingSession.filter(id=session.id, state__in=OPEN_STATES).update(
+        failed_attempts=F("failed_attempts") + 1
+    )
+    await session.refresh_from_db(fields=["failed_attempts", "state"])
+    if session.failed_attempts < MAX_FAILED_PROOFS:
+        return InvalidProof()
+    # A racing request may have burned it first; either way it is burned now.
+    with contextlib.suppress(StaleState):
+        await fire(
+            session,
+            PairingSessionMachine,
+            "burn",
+            changes={"resolved_at": now},
+            entry=session_entry(
+                AuditAction.PAIRING_BURNED,
+                session,
+                audit.Actor.system(),
+                failedAttempts=MAX_FAILED_PROOFS,
+            ),
+        )
+    return SessionBurned()
+
+
+async def expire_overdue(*, now: datetime, limit: int = 500) -> int:
+    """Catch rows up with the clock: unfinished sessions past their TTL become `expired`.
+
+    Redemption never relies on this (it checks expiry itself); a second worker running the
+    same sweep loses each conditional write and skips the row.
+    """
+    overdue = await PairingSession.filter(state__in=OPEN_STATES, expires_at__lte=now).limit(limit)
+    expired = 0
+    for session in overdue:
+        with contextlib.suppress(StaleState, DeadlineNotReached):
+            await fire(
+                session,
+                PairingSessionMachine,
+                "expire",
+                now=now,
+                where={"expires_at__lte": now},
+                changes={"resolved_at": now},
+                entry=session_entry(
+                    AuditAction.PAIRING_EXPIRED,
+                    session,
+                    audit.Actor.system(),
+                    kind=session.kind.value,
+                ),
+            )
+            expired += 1
+    return expired
