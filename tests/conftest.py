@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from tortoise import Tortoise
 
 from app import clock, db
+from app.edge.runtime import runtime
 from app.main import create_app
 from app.models import (
     AuditEvent,
@@ -19,8 +20,10 @@ from app.models import (
     DeviceToken,
     PairingSession,
     PresenceChange,
+    SigningKey,
     User,
 )
+from app.services import signing_keys
 from app.settings import Settings
 from tests import backends
 
@@ -34,6 +37,7 @@ TABLES = (
     Device,
     ConsoleSession,
     User,
+    SigningKey,
 )
 
 
@@ -129,6 +133,9 @@ async def app(settings: Settings) -> AsyncIterator[Starlette]:
     application = create_app(settings)
     async with LifespanManager(application):
         await _wipe(settings.redis_url)
+        # A signing key left by an earlier test (perhaps made on a moved clock) must not
+        # outrank this test's own.
+        runtime(application).keyring = await signing_keys.load_keyring(settings)
         yield application
 
 

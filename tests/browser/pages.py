@@ -10,6 +10,15 @@ from pathlib import Path
 from playwright.sync_api import Locator, Page, expect
 
 
+def read_qr(qr: Locator, shot: Path) -> str:
+    """What zbar reads off a screenshot of the QR code on screen."""
+    qr.screenshot(path=str(shot))
+    decoded = subprocess.run(
+        ["zbarimg", "--raw", "-q", str(shot)], capture_output=True, text=True, check=True
+    )
+    return decoded.stdout.strip()
+
+
 @dataclass
 class SignInPage:
     page: Page
@@ -61,12 +70,7 @@ class RegisterDialog:
 
     def scan_qr(self, workdir: Path) -> str:
         """Decode the QR on screen with zbar, as a phone camera would."""
-        shot = workdir / "qr.png"
-        self.dialog.get_by_test_id("pairing-qr").screenshot(path=str(shot))
-        decoded = subprocess.run(
-            ["zbarimg", "--raw", "-q", str(shot)], capture_output=True, text=True, check=True
-        )
-        return decoded.stdout.strip()
+        return read_qr(self.dialog.get_by_test_id("pairing-qr"), workdir / "qr.png")
 
     def status(self) -> Locator:
         return self.dialog.get_by_test_id("pairing-status")
@@ -138,12 +142,7 @@ class MobileAppPage:
 
     def scan_qr(self, workdir: Path) -> str:
         """Decode the QR on screen with zbar, as the admin app's camera would."""
-        shot = workdir / "app-qr.png"
-        self.page.get_by_test_id("app-qr").screenshot(path=str(shot))
-        decoded = subprocess.run(
-            ["zbarimg", "--raw", "-q", str(shot)], capture_output=True, text=True, check=True
-        )
-        return decoded.stdout.strip()
+        return read_qr(self.page.get_by_test_id("app-qr"), workdir / "app-qr.png")
 
     def device_rows(self) -> Locator:
         return self.page.get_by_test_id("app-devices").locator("tbody tr")

@@ -8,9 +8,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from simulator.protocol import PkcePair
 from tests.browser.pages import SignInPage
 from tests.harness import ServerProcess
-from tests.pairing_client import FakePhone
+from tests.scanner import scan_body
 
 pytestmark = pytest.mark.browser
 
@@ -24,10 +25,10 @@ def _pair_over_http(server: ServerProcess) -> tuple[str, str]:
             "/api/v1/admin/pairing-sessions",
             headers={"X-CSRF-Token": csrf.json()["csrfToken"]},
         ).json()
-    phone = FakePhone()
+    phone = PkcePair.generate()
     paired = httpx.post(
         f"{server.url}/api/devices/register",
-        json=phone.scan_body(minted["pairingUri"], label="Forklift 3"),
+        json=scan_body(minted["pairingUri"], pkce=phone, label="Forklift 3"),
     ).json()
     token = httpx.post(
         f"{server.url}/api/devices/token",

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.pages import MobileAppPage, SignInPage
 from tests.harness import ServerProcess
-from tests.pairing_client import bearer
+from tests.scanner import bearer
 
 pytestmark = pytest.mark.browser
 

@@ -10,9 +10,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from simulator.protocol import POLL, REGISTER, PkcePair
 from tests.browser.pages import DevicePage, DevicesPage, SignInPage
 from tests.harness import ServerProcess, run_cli
-from tests.pairing_client import POLL, PUSH_TOKEN, REGISTER, FakePhone
+from tests.scanner import PUSH_TOKEN, scan_body, typed_body
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +40,7 @@ def test_register_by_qr_then_inspect_and_deregister(
     assert uri.startswith("polaris://pair?code=" + dialog.code().replace("-", ""))
     assert f"origin={server.url.replace(':', '%3A').replace('/', '%2F')}" in uri
 
-    paired = _phone_post(server, REGISTER, FakePhone().scan_body(uri, label="Dock 7"))
+    paired = _phone_post(server, REGISTER, scan_body(uri, label="Dock 7"))
     assert paired.status_code == 201, paired.text
     link = dialog.paired_link()
     expect(link).to_have_text("Dock 7")
@@ -65,8 +66,8 @@ def test_typed_code_needs_approval_with_matching_check_code(
 ) -> None:
     _sign_in_admin(page, server)
     dialog = DevicesPage(page).register_device()
-    phone = FakePhone()
-    pending = _phone_post(server, REGISTER, phone.typed_body(dialog.code(), label="Mac mini"))
+    phone = PkcePair.generate()
+    pending = _phone_post(server, REGISTER, typed_body(dialog.code(), pkce=phone, label="Mac mini"))
     assert pending.status_code == 202
     check_code = pending.json()["checkCode"]
 
@@ -88,7 +89,7 @@ def test_rejected_device_and_a_fresh_code(page: Page, server: ServerProcess) -> 
     _sign_in_admin(page, server)
     dialog = DevicesPage(page).register_device()
     first_code = dialog.code()
-    pending = _phone_post(server, REGISTER, FakePhone().typed_body(first_code))
+    pending = _phone_post(server, REGISTER, typed_body(first_code))
     card = dialog.wait_for_pending_device()
     card.get_by_role("button", name="Reject").click()
     expect(dialog.status()).to_contain_text("You rejected this device.")

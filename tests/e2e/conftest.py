@@ -10,7 +10,13 @@ import pytest
 import redis
 
 from tests import backends
-from tests.e2e.simulator_fixtures import SHORT_WINDOWS, Target
+from tests.e2e.simulator_fixtures import (
+    CODE_TTL,
+    ONLINE_WINDOW,
+    SHORT_WINDOWS,
+    SWEEP_EVERY,
+    Target,
+)
 from tests.harness import ServerProcess, WorkerProcess, base_env, run_cli
 
 
@@ -49,10 +55,6 @@ def _stack_database(suite_postgres_url: str) -> str:
 
 STACK_REDIS_URL = _stack_redis_url(backends.REDIS_URL)
 STACK_DATABASE = _stack_database(backends.POSTGRES_URL)
-# Short enough that presence and expiry are seen within seconds, not minutes.
-ONLINE_WINDOW = 3
-SWEEP_EVERY = 1
-CODE_TTL = 4
 
 
 @dataclass

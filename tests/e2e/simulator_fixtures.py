@@ -13,13 +13,15 @@ from simulator.profiles import identity
 from simulator.protocol import DeviceApi, device_http_client
 from simulator.scanner import SimulatedScanner
 
+# Short enough that presence and expiry are seen within seconds, not minutes.
 ONLINE_WINDOW = 3
+SWEEP_EVERY = 1
 CODE_TTL = 4
 # Shorter than the code's life, or an approved typed pairing could never be collected.
 POLL_INTERVAL = 1
 SHORT_WINDOWS = {
     "HEARTBEAT_ONLINE_WINDOW_SECONDS": str(ONLINE_WINDOW),
-    "PRESENCE_SWEEP_EVERY_SECONDS": "1",
+    "PRESENCE_SWEEP_EVERY_SECONDS": str(SWEEP_EVERY),
     "EXPIRE_SESSIONS_EVERY_SECONDS": "1",
     "PAIRING_CODE_TTL_SECONDS": str(CODE_TTL),
     "PAIRING_POLL_INTERVAL_SECONDS": str(POLL_INTERVAL),

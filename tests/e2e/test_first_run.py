@@ -7,8 +7,9 @@ import uuid
 
 import httpx
 
+from simulator.protocol import REGISTER
 from tests.harness import ServerProcess, base_env
-from tests.pairing_client import REGISTER, FakePhone
+from tests.scanner import scan_body
 
 
 def test_first_run_prints_working_credentials_once(server: ServerProcess) -> None:
@@ -51,8 +52,9 @@ def test_first_run_prints_working_credentials_once(server: ServerProcess) -> Non
 def test_readiness_and_request_logs_are_json(server: ServerProcess) -> None:
     response = httpx.get(f"{server.url}/readyz")
     assert response.json() == {"status": "ready", "checks": {"database": True}}
-    request_lines = [line for line in server.output().splitlines() if '"event": "request"' in line]
-    assert any('"path": "/readyz"' in line and '"request_id"' in line for line in request_lines)
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert any(line["path"] == "/readyz" and line.get("request_id") for line in requests)
 
 
 def test_heartbeat_lines_are_like_every_other_request_line(server: ServerProcess) -> None:
@@ -62,7 +64,7 @@ def test_heartbeat_lines_are_like_every_other_request_line(server: ServerProcess
         minted = client.post(
             "/api/v1/admin/pairing-sessions", headers={"X-CSRF-Token": login.json()["csrfToken"]}
         )
-        paired = client.post(REGISTER, json=FakePhone().scan_body(minted.json()["pairingUri"]))
+        paired = client.post(REGISTER, json=scan_body(minted.json()["pairingUri"]))
         credentials = {k: paired.json()[k] for k in ("deviceToken", "deviceSecret")}
         access = client.post("/api/devices/token", json=credentials).json()["accessToken"]
         request_ids = [str(uuid.uuid4()) for _ in range(3)]

@@ -20,7 +20,7 @@ from tests.e2e.conftest import (
     flush_stack_redis,
 )
 from tests.harness import ServerProcess
-from tests.pairing_client import FakePhone
+from tests.scanner import scan_body
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ def _admin(server: ServerProcess) -> Iterator[tuple[httpx.Client, dict[str, str]
 def _pair(admin: httpx.Client, csrf: dict[str, str], device_url: str) -> dict[str, Any]:
     minted = admin.post("/api/v1/admin/pairing-sessions", headers=csrf).json()
     registered = httpx.post(
-        f"{device_url}/api/devices/register", json=FakePhone().scan_body(minted["pairingUri"])
+        f"{device_url}/api/devices/register", json=scan_body(minted["pairingUri"])
     )
     assert registered.status_code == 201, registered.text
     return registered.json()  # type: ignore[no-any-return]

@@ -4,6 +4,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from app.edge.runtime import runtime
 from tests.conftest import BACKEND
 
 
@@ -25,13 +26,13 @@ async def test_readyz_checks_every_configured_backend(client: httpx.AsyncClient)
 async def test_readyz_reports_redis_down(app: Starlette, client: httpx.AsyncClient) -> None:
     from redis.asyncio import Redis
 
-    working = app.state.redis
-    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    working = runtime(app).redis
+    runtime(app).redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     try:
         response = await client.get("/readyz")
     finally:
-        await app.state.redis.aclose()
-        app.state.redis = working
+        await runtime(app).redis.aclose()
+        runtime(app).redis = working
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": True, "redis": False}
 

@@ -13,11 +13,12 @@ from starlette.types import Message, Receive, Scope, Send
 from tortoise import connections
 
 from app.api.heartbeat_fast_path import HeartbeatFastPath
-from app.models.user import Role
+from app.edge.runtime import runtime
 from app.settings import Settings
+from simulator.protocol import Credentials, DeviceApi
 from tests.backends import selected
-from tests.factories import SignedInClient, make_user, sign_in
-from tests.pairing_client import PairedDevice, access_token, bearer, pair_device
+from tests.factories import SignedInClient
+from tests.scanner import bearer
 
 HEARTBEAT = "/api/devices/heartbeat"
 BODY = {"appVersion": "2.5.0", "osVersion": "17.6", "batteryLevel": 0.42}
@@ -30,24 +31,14 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     return settings.model_copy(update=getattr(request, "param", {}))
 
 
-@pytest.fixture
-async def admin(client: httpx.AsyncClient) -> SignedInClient:
-    return await sign_in(client, await make_user(Role.ADMIN))
-
-
-@pytest.fixture
-async def device(admin: SignedInClient, device_client: httpx.AsyncClient) -> PairedDevice:
-    return await pair_device(admin.client, device_client, admin.csrf_token)
-
-
 def stable_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k not in PER_RESPONSE}
 
 
 async def test_a_known_tokens_heartbeat_gets_the_routes_answer(
-    device_client: httpx.AsyncClient, device: PairedDevice
+    device_client: httpx.AsyncClient, device: Credentials
 ) -> None:
-    token = await access_token(device_client, device)
+    token = (await DeviceApi(device_client).access_token(device)).token
     # The first use of a token goes through the route, which verifies and remembers it.
     first = await device_client.post(HEARTBEAT, json=BODY, headers=bearer(token))
     request_id = str(uuid.uuid4())
@@ -64,15 +55,15 @@ async def test_a_known_tokens_heartbeat_gets_the_routes_answer(
 
 @pytest.mark.parametrize("settings", [{"heartbeats_per_device": "1/minute"}], indirect=True)
 async def test_a_rate_limited_heartbeat_is_refused_alike_on_both_paths(
-    device_client: httpx.AsyncClient, device: PairedDevice
+    device_client: httpx.AsyncClient, device: Credentials
 ) -> None:
-    token = await access_token(device_client, device)
+    token = (await DeviceApi(device_client).access_token(device)).token
     assert (await device_client.post(HEARTBEAT, headers=bearer(token))).status_code == 200
 
     fast = await device_client.post(HEARTBEAT, headers=bearer(token))
     # A token not seen before goes through the route.
     routed = await device_client.post(
-        HEARTBEAT, headers=bearer(await access_token(device_client, device))
+        HEARTBEAT, headers=bearer((await DeviceApi(device_client).access_token(device)).token)
     )
 
     for refused in (fast, routed):
@@ -93,7 +84,7 @@ class Below:
         self.pending: list[bytes] = []
         self.unsent_on_arrival: list[int] = []
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
         self.unsent_on_arrival.append(len(self.pending))
         chunks = []
         while True:
@@ -147,13 +138,13 @@ async def call(
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    await HeartbeatFastPath(below, settings=app.state.settings)(scope, receive, send)
+    await HeartbeatFastPath(below, settings=runtime(app).settings)(scope, receive, send)
     return statuses[0]
 
 
 @pytest.fixture
-async def known_token(device_client: httpx.AsyncClient, device: PairedDevice) -> str:
-    token = await access_token(device_client, device)
+async def known_token(device_client: httpx.AsyncClient, device: Credentials) -> str:
+    token = (await DeviceApi(device_client).access_token(device)).token
     assert (await device_client.post(HEARTBEAT, headers=bearer(token))).status_code == 200
     return token
 
@@ -268,10 +259,10 @@ async def test_a_failing_database_is_answered_alike_on_both_paths(
     app: Starlette,
     database_url: str,
     device_client: httpx.AsyncClient,
-    device: PairedDevice,
+    device: Credentials,
     known_token: str,
 ) -> None:
-    fresh = await access_token(device_client, device)
+    fresh = (await DeviceApi(device_client).access_token(device)).token
     # A new app version makes the heartbeat write to the database, which another process
     # has locked; the route's answer escapes as an app exception, so the client takes it.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -311,7 +302,7 @@ async def test_a_revoked_token_goes_to_the_route_at_once(
     app: Starlette,
     admin: SignedInClient,
     device_client: httpx.AsyncClient,
-    device: PairedDevice,
+    device: Credentials,
     known_token: str,
 ) -> None:
     shown = await admin.client.get(f"/api/v1/admin/devices/{device.device_id}")

@@ -9,24 +9,26 @@ import httpx
 from starlette.applications import Starlette
 
 from app import clock, jobs
+from app.edge.runtime import runtime
 from app.models import AuditEvent, ConsoleSession, Device, PairingSession
 from app.models.user import Role
 from app.settings import Settings
-from tests.factories import make_user, sign_in
-from tests.pairing_client import access_token, heartbeat, mint, pair_device
+from simulator.protocol import DeviceApi
+from tests.factories import make_user, mint_code, pair_scanner, sign_in
+from tests.scanner import heartbeat
 
 
 def _context(app: Starlette) -> jobs.JobContext:
-    return jobs.JobContext(settings=app.state.settings, store=app.state.presence)
+    return jobs.JobContext(settings=runtime(app).settings, store=runtime(app).presence)
 
 
 async def test_expire_job_catches_overdue_codes_up_once(
     app: Starlette, client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    overdue = await mint(client, admin.csrf_token)
+    overdue = await mint_code(client, admin.csrf_token)
     clock.advance(timedelta(seconds=61))
-    fresh = await mint(client, admin.csrf_token)
+    fresh = await mint_code(client, admin.csrf_token)
 
     # Two workers on the same tick: each row is expired by exactly one of them.
     counts = await asyncio.gather(
@@ -44,8 +46,8 @@ async def test_flush_writes_heartbeat_times_to_the_database_once(
     app: Starlette, client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    device = await pair_device(client, device_client, admin.csrf_token)
-    token = await access_token(device_client, device)
+    device = await pair_scanner(admin, device_client)
+    token = (await DeviceApi(device_client).access_token(device)).token
     assert (await heartbeat(device_client, token)).status_code == 200
     # The store is ahead of the database until the flush, and the API already says online.
     assert (await Device.get(id=device.device_id)).last_seen_at is None
@@ -63,10 +65,10 @@ async def test_flush_writes_heartbeat_times_to_the_database_once(
 async def test_sweep_records_online_and_offline_transitions(
     app: Starlette, client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
-    settings: Settings = app.state.settings
+    settings: Settings = runtime(app).settings
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    device = await pair_device(client, device_client, admin.csrf_token)
-    token = await access_token(device_client, device)
+    device = await pair_scanner(admin, device_client)
+    token = (await DeviceApi(device_client).access_token(device)).token
     await heartbeat(device_client, token)
     await asyncio.sleep(0.15)
 
@@ -89,7 +91,7 @@ async def test_sweep_records_online_and_offline_transitions(
 async def test_cleanup_forgets_old_console_sessions_and_keeps_the_audit_log(
     app: Starlette, client: httpx.AsyncClient
 ) -> None:
-    settings: Settings = app.state.settings
+    settings: Settings = runtime(app).settings
     admin = await sign_in(client, await make_user(Role.ADMIN))
     await client.post("/api/v1/auth/logout", headers=admin.write_headers())
     audit_rows = await AuditEvent.all().count()
@@ -105,7 +107,7 @@ async def test_cleanup_forgets_old_console_sessions_and_keeps_the_audit_log(
 async def test_cleanup_also_deletes_expired_admin_app_qr_codes(
     app: Starlette, client: httpx.AsyncClient
 ) -> None:
-    settings: Settings = app.state.settings
+    settings: Settings = runtime(app).settings
     admin = await sign_in(client, await make_user(Role.ADMIN))
     generated = await client.post("/api/v1/admin/app/generate-qr", headers=admin.write_headers())
     assert generated.status_code == 201, generated.text

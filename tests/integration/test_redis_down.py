@@ -11,8 +11,9 @@ from asgi_lifespan import LifespanManager
 from app.main import create_app
 from app.models.user import Role
 from app.settings import Settings
-from tests.factories import make_user, sign_in
-from tests.pairing_client import access_token, heartbeat, pair_device
+from simulator.protocol import DeviceApi
+from tests.factories import make_user, pair_scanner, sign_in
+from tests.scanner import heartbeat
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -30,10 +31,10 @@ async def test_revoked_credentials_stay_dead_while_redis_is_down(settings: Setti
     healthy = settings.model_copy(update={"redis_url": None})
     async with _serving(healthy) as client:
         admin = await sign_in(client, await make_user(Role.ADMIN, email="redis-down@example.com"))
-        kept = await pair_device(client, client, admin.csrf_token)
-        lost = await pair_device(client, client, admin.csrf_token)
-        kept_token = await access_token(client, kept)
-        lost_token = await access_token(client, lost)
+        kept = await pair_scanner(admin, client)
+        lost = await pair_scanner(admin, client)
+        kept_token = (await DeviceApi(client).access_token(kept)).token
+        lost_token = (await DeviceApi(client).access_token(lost)).token
         deregistered = await client.delete(
             f"/api/v1/admin/devices/{lost.device_id}", headers=admin.write_headers()
         )

@@ -9,13 +9,15 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from app.edge.runtime import runtime
 from app.models import AuditEvent, Device
 from app.models.user import Role
-from tests.factories import make_user, sign_in
-from tests.pairing_client import POLL, REGISTER, FakePhone, device_fields, mint
+from simulator.protocol import POLL, REGISTER, PkcePair
+from tests.factories import make_user, mint_code, sign_in
+from tests.scanner import DOCK_SCANNER, scan_body, typed_body
 
-VALID_CHALLENGE = FakePhone().challenge
-BASE = {"code": "K7QX-M2PD", "codeChallenge": VALID_CHALLENGE, **device_fields()}
+VALID_CHALLENGE = PkcePair.generate().challenge
+BASE = {"code": "K7QX-M2PD", "codeChallenge": VALID_CHALLENGE, **DOCK_SCANNER.wire()}
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -136,9 +138,9 @@ async def test_failed_redemptions_are_rate_limited_per_ip(
     device_client: httpx.AsyncClient,
 ) -> None:
     for _ in range(20):
-        response = await device_client.post(REGISTER, json=FakePhone().typed_body("ZZZZ-ZZZZ"))
+        response = await device_client.post(REGISTER, json=typed_body("ZZZZ-ZZZZ"))
         assert response.json()["code"] == "invalid_code"
-    limited = await device_client.post(REGISTER, json=FakePhone().typed_body("ZZZZ-ZZZZ"))
+    limited = await device_client.post(REGISTER, json=typed_body("ZZZZ-ZZZZ"))
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate_limited"
     assert int(limited.headers["retry-after"]) > 0
@@ -149,15 +151,18 @@ async def test_fifty_parallel_redemptions_give_one_device(
 ) -> None:
     # The 49 losers are failed redemptions from one address: lift the per-IP budget so the
     # race, not the rate limit, decides every answer.
-    app.state.settings = app.state.settings.model_copy(
+    runtime(app).settings = runtime(app).settings.model_copy(
         update={"redeem_failures_per_ip": "1000/minute"}
     )
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
-    phones = [FakePhone() for _ in range(50)]
+    minted = await mint_code(client, admin.csrf_token)
+    phones = [PkcePair.generate() for _ in range(50)]
 
     responses = await asyncio.gather(
-        *(device_client.post(REGISTER, json=p.scan_body(minted["pairingUri"])) for p in phones)
+        *(
+            device_client.post(REGISTER, json=scan_body(minted["pairingUri"], pkce=p))
+            for p in phones
+        )
     )
 
     statuses = sorted(r.status_code for r in responses)

@@ -11,15 +11,16 @@ import httpx
 from app import clock
 from app.models import AuditEvent, DeviceToken, PairingSession
 from app.models.user import Role
-from tests.factories import make_user, sign_in
-from tests.pairing_client import PUSH_TOKEN, REGISTER, FakePhone, mint
+from simulator.protocol import POLL, REGISTER, PkcePair
+from tests.factories import make_user, mint_code, sign_in
+from tests.scanner import PUSH_TOKEN, poll_body, scan_body, typed_body
 
 TOKEN = "/api/devices/token"
 
 
 async def test_mint_returns_code_and_pairing_uri_once(client: httpx.AsyncClient) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
+    minted = await mint_code(client, admin.csrf_token)
 
     assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{8}", minted["code"])
     uri = urlsplit(minted["pairingUri"])
@@ -46,10 +47,10 @@ async def test_scanned_code_pairs_at_once_and_device_is_listed(
 ) -> None:
     admin_user = await make_user(Role.ADMIN)
     admin = await sign_in(client, admin_user)
-    minted = await mint(client, admin.csrf_token)
-    phone = FakePhone()
+    minted = await mint_code(client, admin.csrf_token)
+    phone = PkcePair.generate()
 
-    paired = await device_client.post(REGISTER, json=phone.scan_body(minted["pairingUri"]))
+    paired = await device_client.post(REGISTER, json=scan_body(minted["pairingUri"], pkce=phone))
 
     assert paired.status_code == 201, paired.text
     assert paired.headers["cache-control"].startswith("no-store")
@@ -98,7 +99,7 @@ async def test_scanned_code_pairs_at_once_and_device_is_listed(
         "device.token.issued",
     }
 
-    again = await device_client.post(REGISTER, json=FakePhone().scan_body(minted["pairingUri"]))
+    again = await device_client.post(REGISTER, json=scan_body(minted["pairingUri"]))
     assert again.status_code == 409
     assert again.json()["code"] == "code_already_used"
 
@@ -107,12 +108,12 @@ async def test_typed_code_waits_for_the_minting_admins_approval(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
-    phone = FakePhone()
+    minted = await mint_code(client, admin.csrf_token)
+    phone = PkcePair.generate()
     typed = minted["code"].lower()
     typed = f"{typed[:4]} - {typed[4:]}"
 
-    pending = await device_client.post(REGISTER, json=phone.typed_body(typed))
+    pending = await device_client.post(REGISTER, json=typed_body(typed, pkce=phone))
 
     assert pending.status_code == 202, pending.text
     body = pending.json()
@@ -126,10 +127,10 @@ async def test_typed_code_waits_for_the_minting_admins_approval(
     assert shown["pendingDevice"]["ip"] == "198.51.100.23"
     assert shown["pendingDevice"]["label"] == "Dock scanner 1"
 
-    waiting = await phone.poll(device_client, body["pairingId"])
+    waiting = await device_client.post(POLL, json=poll_body(body["pairingId"], phone))
     assert waiting.status_code == 400
     assert waiting.json()["code"] == "authorization_pending"
-    hurried = await phone.poll(device_client, body["pairingId"])
+    hurried = await device_client.post(POLL, json=poll_body(body["pairingId"], phone))
     assert hurried.json()["code"] == "slow_down"
 
     other_admin_client = httpx.AsyncClient(
@@ -151,10 +152,10 @@ async def test_typed_code_waits_for_the_minting_admins_approval(
     assert approved.json()["state"] == "redeemed"
 
     clock.advance(timedelta(seconds=6))
-    collected = await phone.poll(device_client, body["pairingId"])
+    collected = await device_client.post(POLL, json=poll_body(body["pairingId"], phone))
     assert collected.status_code == 201, collected.text
     assert collected.json()["capabilities"] == ["scan"]
-    twice = await phone.poll(device_client, body["pairingId"])
+    twice = await device_client.post(POLL, json=poll_body(body["pairingId"], phone))
     assert twice.status_code == 409
     assert twice.json()["code"] == "code_already_used"
     assert (await client.get(session_url)).json()["deviceId"] == collected.json()["deviceId"]
@@ -165,15 +166,17 @@ async def test_rejected_device_is_told_access_denied(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
-    phone = FakePhone()
-    pending = (await device_client.post(REGISTER, json=phone.typed_body(minted["code"]))).json()
+    minted = await mint_code(client, admin.csrf_token)
+    phone = PkcePair.generate()
+    pending = (
+        await device_client.post(REGISTER, json=typed_body(minted["code"], pkce=phone))
+    ).json()
     rejected = await client.post(
         f"/api/v1/admin/pairing-sessions/{minted['pairingSessionId']}/reject",
         headers=admin.write_headers(),
     )
     assert rejected.json()["state"] == "rejected"
-    denied = await phone.poll(device_client, pending["pairingId"])
+    denied = await device_client.post(POLL, json=poll_body(pending["pairingId"], phone))
     assert denied.status_code == 403
     assert denied.json()["code"] == "access_denied"
     assert await AuditEvent.filter(action="pairing.rejected").count() == 1
@@ -183,13 +186,12 @@ async def test_poll_with_someone_elses_verifier_counts_and_burns(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
-    pending = (
-        await device_client.post(REGISTER, json=FakePhone().typed_body(minted["code"]))
-    ).json()
-    thief = FakePhone()
+    minted = await mint_code(client, admin.csrf_token)
+    pending = (await device_client.post(REGISTER, json=typed_body(minted["code"]))).json()
+    thief = PkcePair.generate()
     codes = [
-        (await thief.poll(device_client, pending["pairingId"])).json()["code"] for _ in range(5)
+        (await device_client.post(POLL, json=poll_body(pending["pairingId"], thief))).json()["code"]
+        for _ in range(5)
     ]
     assert codes == ["invalid_proof"] * 4 + ["session_burned"]
     session = await PairingSession.get(id=minted["pairingSessionId"])
@@ -200,12 +202,12 @@ async def test_five_wrong_proofs_burn_the_code(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
-    phone = FakePhone()
-    wrong = phone.scan_body(minted["pairingUri"], pairingProof="x" * 43)
+    minted = await mint_code(client, admin.csrf_token)
+    phone = PkcePair.generate()
+    wrong = scan_body(minted["pairingUri"], pkce=phone, pairingProof="x" * 43)
     codes = [(await device_client.post(REGISTER, json=wrong)).json()["code"] for _ in range(5)]
     assert codes == ["invalid_proof"] * 4 + ["session_burned"]
-    right = await device_client.post(REGISTER, json=phone.scan_body(minted["pairingUri"]))
+    right = await device_client.post(REGISTER, json=scan_body(minted["pairingUri"], pkce=phone))
     assert right.status_code == 410
     assert right.json()["code"] == "session_burned"
     failures = await AuditEvent.filter(action="pairing.redeem_failed")
@@ -220,13 +222,13 @@ async def test_expiry_is_checked_by_the_redeeming_statement(
     admin = await sign_in(client, await make_user(Role.ADMIN))
     start = clock.now()
     with clock.frozen(start):
-        early = await mint(client, admin.csrf_token)
-        late = await mint(client, admin.csrf_token)
+        early = await mint_code(client, admin.csrf_token)
+        late = await mint_code(client, admin.csrf_token)
     with clock.frozen(start + timedelta(seconds=59.9)):
-        ok = await device_client.post(REGISTER, json=FakePhone().scan_body(early["pairingUri"]))
+        ok = await device_client.post(REGISTER, json=scan_body(early["pairingUri"]))
     with clock.frozen(start + timedelta(seconds=60.1)):
-        expired = await device_client.post(REGISTER, json=FakePhone().scan_body(late["pairingUri"]))
-        typed = await device_client.post(REGISTER, json=FakePhone().typed_body(late["code"]))
+        expired = await device_client.post(REGISTER, json=scan_body(late["pairingUri"]))
+        typed = await device_client.post(REGISTER, json=typed_body(late["code"]))
         shown = await client.get(f"/api/v1/admin/pairing-sessions/{late['pairingSessionId']}")
     assert ok.status_code == 201
     assert expired.status_code == 410
@@ -239,19 +241,17 @@ async def test_unknown_cancelled_and_redeemed_codes_never_pair(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    unknown = await device_client.post(REGISTER, json=FakePhone().typed_body("ZZZZ-ZZZZ"))
+    unknown = await device_client.post(REGISTER, json=typed_body("ZZZZ-ZZZZ"))
     assert unknown.status_code == 400
     assert unknown.json()["code"] == "invalid_code"
 
-    cancelled = await mint(client, admin.csrf_token)
+    cancelled = await mint_code(client, admin.csrf_token)
     gone = await client.delete(
         f"/api/v1/admin/pairing-sessions/{cancelled['pairingSessionId']}",
         headers=admin.write_headers(),
     )
     assert gone.status_code == 204
-    refused = await device_client.post(
-        REGISTER, json=FakePhone().scan_body(cancelled["pairingUri"])
-    )
+    refused = await device_client.post(REGISTER, json=scan_body(cancelled["pairingUri"]))
     assert refused.json()["code"] == "invalid_code"
     assert await AuditEvent.filter(action="pairing.cancelled").count() == 1
     assert await AuditEvent.filter(action="device.registered").count() == 0
@@ -261,10 +261,8 @@ async def test_deregister_hides_the_device_and_kills_its_credentials(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
-    paired = (
-        await device_client.post(REGISTER, json=FakePhone().scan_body(minted["pairingUri"]))
-    ).json()
+    minted = await mint_code(client, admin.csrf_token)
+    paired = (await device_client.post(REGISTER, json=scan_body(minted["pairingUri"]))).json()
     device_id = paired["deviceId"]
     credentials = {k: paired[k] for k in ("deviceToken", "deviceSecret")}
     assert (await device_client.post(TOKEN, json=credentials)).status_code == 200
@@ -282,7 +280,7 @@ async def test_deregister_hides_the_device_and_kills_its_credentials(
     twice = await client.delete(f"/api/v1/admin/devices/{device_id}", headers=admin.write_headers())
     assert twice.status_code == 409
     # The code it was paired with stays used.
-    replay = await device_client.post(REGISTER, json=FakePhone().scan_body(minted["pairingUri"]))
+    replay = await device_client.post(REGISTER, json=scan_body(minted["pairingUri"]))
     assert replay.json()["code"] == "code_already_used"
 
 
@@ -290,10 +288,10 @@ async def test_admin_revokes_one_credential(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient
 ) -> None:
     admin = await sign_in(client, await make_user(Role.ADMIN))
-    minted = await mint(client, admin.csrf_token)
-    device_id = (
-        await device_client.post(REGISTER, json=FakePhone().scan_body(minted["pairingUri"]))
-    ).json()["deviceId"]
+    minted = await mint_code(client, admin.csrf_token)
+    device_id = (await device_client.post(REGISTER, json=scan_body(minted["pairingUri"]))).json()[
+        "deviceId"
+    ]
     token_id = (await client.get(f"/api/v1/admin/devices/{device_id}")).json()["tokens"][0][
         "tokenId"
     ]
@@ -312,8 +310,8 @@ async def test_operator_reads_but_may_not_change_the_fleet(
     admin_client = httpx.AsyncClient(transport=client._transport, base_url="http://testserver")
     async with admin_client:
         admin = await sign_in(admin_client, await make_user(Role.ADMIN))
-        minted = await mint(admin_client, admin.csrf_token)
-    pending = await device_client.post(REGISTER, json=FakePhone().typed_body(minted["code"]))
+        minted = await mint_code(admin_client, admin.csrf_token)
+    pending = await device_client.post(REGISTER, json=typed_body(minted["code"]))
     assert pending.status_code == 202
     operator = await sign_in(client, await make_user(Role.OPERATOR))
     headers = operator.write_headers()
@@ -347,10 +345,8 @@ async def test_anonymous_admin_calls_get_401(client: httpx.AsyncClient) -> None:
 async def _pair(
     client: httpx.AsyncClient, device_client: httpx.AsyncClient, csrf: str, **fields: str
 ) -> str:
-    minted = await mint(client, csrf)
-    response = await device_client.post(
-        REGISTER, json=FakePhone().scan_body(minted["pairingUri"], **fields)
-    )
+    minted = await mint_code(client, csrf)
+    response = await device_client.post(REGISTER, json=scan_body(minted["pairingUri"], **fields))
     assert response.status_code == 201, response.text
     return str(response.json()["deviceId"])
 

@@ -8,11 +8,9 @@ from datetime import timedelta
 import pytest
 
 from app import clock
-from app.models import AuditEvent, PairingSession
-from app.models.pairing_session import PairingKind
-from app.models.user import Role
+from app.errors import StaleState
+from app.models import AuditAction, AuditEvent, Kind, PairingSession, Role
 from app.services import audit
-from app.services.errors import StaleState
 from app.services.transitions import fire
 from statemachines import PairingSessionMachine, TransitionNotAllowed
 from tests.factories import make_user
@@ -24,7 +22,7 @@ async def _minted_session(ttl: timedelta = timedelta(seconds=60)) -> PairingSess
     admin = await make_user(Role.ADMIN)
     now = clock.now()
     return await PairingSession.create(
-        kind=PairingKind.SCANNER,
+        kind=Kind.SCANNER,
         code_hash=f"hash-{now.timestamp()}",
         created_by=admin,
         created_at=now,
@@ -34,7 +32,7 @@ async def _minted_session(ttl: timedelta = timedelta(seconds=60)) -> PairingSess
 
 def _entry(session: PairingSession, n: int) -> audit.Entry:
     return audit.Entry(
-        action="pairing.redeemed",
+        action=AuditAction.PAIRING_APPROVED,
         actor=audit.Actor.system(),
         target_type="pairing_session",
         target_id=str(session.id),
@@ -60,13 +58,14 @@ async def test_fire_moves_state_and_writes_audit_together() -> None:
 
 async def test_forbidden_event_changes_nothing() -> None:
     session = await _minted_session()
-    with pytest.raises(TransitionNotAllowed):
+    with pytest.raises(StaleState) as refused:
         await fire(
             session, PairingSessionMachine, "approve", now=clock.now(), entry=_entry(session, 0)
         )
+    assert isinstance(refused.value.__cause__, TransitionNotAllowed)
     assert session.state == "minted"
     assert (await PairingSession.get(id=session.id)).state == "minted"
-    assert await AuditEvent.filter(action="pairing.redeemed").count() == 0
+    assert await AuditEvent.filter(action=AuditAction.PAIRING_APPROVED).count() == 0
 
 
 async def test_stale_row_loses_and_rolls_back_its_audit() -> None:
@@ -83,7 +82,7 @@ async def test_stale_row_loses_and_rolls_back_its_audit() -> None:
         )
     assert stale_copy.state == "minted"  # the in-memory row is put back as it was read
     assert (await PairingSession.get(id=session.id)).state == "cancelled"
-    assert await AuditEvent.filter(action="pairing.redeemed").count() == 0
+    assert await AuditEvent.filter(action=AuditAction.PAIRING_APPROVED).count() == 0
 
 
 async def test_fifty_concurrent_redemptions_have_one_winner() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services.app_onboarding import qr_payload, qr_text
+from app.edge.qr import app_qr_payload, qr_text
 from app.settings import Settings
 
 TOKEN = "k" * 43
@@ -43,7 +43,7 @@ def test_payload_carries_absolute_urls(
 ) -> None:
     settings = _settings(tmp_path, public_base_url=base_url, site_logo_url=logo)
 
-    payload = qr_payload(token=TOKEN, settings=settings)
+    payload = app_qr_payload(token=TOKEN, settings=settings)
 
     assert payload == {
         "token": TOKEN,
@@ -54,7 +54,7 @@ def test_payload_carries_absolute_urls(
 
 
 def test_qr_text_is_compact_ascii_json(tmp_path: Path) -> None:
-    payload = qr_payload(token=TOKEN, settings=_settings(tmp_path, site_name="Zürich Depot"))
+    payload = app_qr_payload(token=TOKEN, settings=_settings(tmp_path, site_name="Zürich Depot"))
 
     text = qr_text(payload)
 
