@@ -45,7 +45,8 @@ async def generate(admin: SignedInClient) -> dict[str, Any]:
     """Generate QR Code: `{qrSvg, payload, expiresAtIso}`."""
     response = await admin.client.post(APP_QR, headers=admin.write_headers())
     assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
+    generated: dict[str, Any] = response.json()
+    return generated
 
 
 async def exchange(phone: httpx.AsyncClient, token: str, **overrides: Any) -> httpx.Response:
@@ -109,4 +110,5 @@ def decode_qr(svg: str, workdir: Path) -> str:
 def payload_on_screen(html: str, workdir: Path) -> dict[str, Any]:
     """The JSON payload of the first QR code on a console page, read as the phone reads it."""
     svg = html[html.index("<svg") : html.index("</svg>") + len("</svg>")]
-    return json.loads(decode_qr(svg, workdir))  # type: ignore[no-any-return]
+    payload: dict[str, Any] = json.loads(decode_qr(svg, workdir))
+    return payload

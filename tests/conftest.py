@@ -101,7 +101,7 @@ def settings(migrated: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=migrated,
         redis_url=BACKEND.redis_url,
-        secret_key="test-secret-key-with-enough-entropy-0123456789",  # type: ignore[arg-type]
+        secret_key="test-secret-key-with-enough-entropy-0123456789",
         data_dir=tmp_path / "data",
         public_base_url="http://testserver",
         auto_migrate=False,

@@ -46,27 +46,12 @@ class HeartbeatFastPath:
         self._security_headers = security_headers(hsts=settings.cookie_secure)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != PATH
-            or scope["method"] != "POST"
-            # Mounted under a prefix, the router sees another path: leave it to the router.
-            or scope.get("root_path")
-        ):
+        if not _is_heartbeat(scope):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         headers = _request_headers(scope)
-        length = headers.get(b"content-length")
-        request_id = headers.get(b"x-request-id")
-        if (
-            length is None
-            or not length.isdigit()
-            or int(length) > _MAX_FAST_BODY
-            # A server may let chunked framing win over Content-Length: never trust the length.
-            or b"transfer-encoding" in headers
-            or (request_id is not None and not is_valid_uuid4(request_id.decode("latin-1")))
-        ):
+        if not _plain_small_request(headers):
             await self.app(scope, receive, send)
             return
         body, complete, disconnected = await _read_body(receive)
@@ -74,50 +59,59 @@ class HeartbeatFastPath:
             # The client went away mid-body: nobody is left to answer.
             return
         replay = _replaying(body, complete, receive)
-        if not complete:
-            await self.app(scope, replay, send)
-            return
         state = runtime(scope["app"])
-        claims = _known_claims(headers.get(b"authorization"), state.keyring)
-        fields = _fields(body, headers.get(b"content-type"))
+        claims = _known_claims(headers.get(b"authorization"), state.keyring) if complete else None
+        fields = _fields(body, headers.get(b"content-type")) if complete else None
         if claims is None or fields is None or await _maybe_revoked(state, claims):
             await self.app(scope, replay, send)
             return
 
+        request_id = headers.get(b"x-request-id")
         rid = request_id.decode("latin-1") if request_id is not None else uuid.uuid4().hex
         context = correlation_id.set(rid)
         status = 500
         try:
-            try:
-                await heartbeats.record(
-                    device_id=claims.subject,
-                    app_version=fields.app_version,
-                    os_version=fields.os_version,
-                    presence=state.presence,
-                    limiter=state.heartbeat_limiter,
-                    settings=self._settings,
-                )
-            except Exception as exc:
-                # Rate limited, or a backing service failed: answered as by any API route.
-                status = await self._answer_failure(exc, rid, scope, replay, send)
-                return
-            status = 200
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-length", str(len(self._body)).encode()),
-                        (b"content-type", b"application/json"),
-                        *self._security_headers,
-                        (b"x-request-id", rid.encode("latin-1")),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": self._body})
+            status = await self._answer(claims, fields, state, rid, scope, replay, send)
         finally:
             log_request(scope, status, started)
             correlation_id.reset(context)
+
+    async def _answer(
+        self,
+        claims: AccessClaims,
+        fields: HeartbeatRequest,
+        state: Runtime,
+        rid: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> int:
+        try:
+            await heartbeats.record(
+                device_id=claims.subject,
+                app_version=fields.app_version,
+                os_version=fields.os_version,
+                presence=state.presence,
+                limiter=state.heartbeat_limiter,
+                settings=self._settings,
+            )
+        except Exception as exc:
+            # Rate limited, or a backing service failed: answered as by any API route.
+            return await self._answer_failure(exc, rid, scope, receive, send)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(self._body)).encode()),
+                    (b"content-type", b"application/json"),
+                    *self._security_headers,
+                    (b"x-request-id", rid.encode("latin-1")),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self._body})
+        return 200
 
     async def _answer_failure(
         self, exc: Exception, rid: str, scope: Scope, receive: Receive, send: Send
@@ -137,6 +131,31 @@ class HeartbeatFastPath:
 
         await response(scope, receive, send_with_headers)
         return response.status_code
+
+
+def _is_heartbeat(scope: Scope) -> bool:
+    return (
+        scope["type"] == "http"
+        and scope["path"] == PATH
+        and scope["method"] == "POST"
+        # Mounted under a prefix, the router sees another path: leave it to the router.
+        and not scope.get("root_path")
+    )
+
+
+def _plain_small_request(headers: dict[bytes, bytes]) -> bool:
+    """A declared small body, no transfer coding and a usable request id, or the stack
+    judges it."""
+    length = headers.get(b"content-length")
+    request_id = headers.get(b"x-request-id")
+    return (
+        length is not None
+        and length.isdigit()
+        and int(length) <= _MAX_FAST_BODY
+        # A server may let chunked framing win over Content-Length: never trust the length.
+        and b"transfer-encoding" not in headers
+        and (request_id is None or is_valid_uuid4(request_id.decode("latin-1")))
+    )
 
 
 def _request_headers(scope: Scope) -> dict[bytes, bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -87,7 +88,7 @@ def test_heartbeat_lines_are_like_every_other_request_line(server: ServerProcess
     assert access not in server.output()
 
 
-def test_production_mode_refuses_to_start_without_secret_key(workdir) -> None:  # type: ignore[no-untyped-def]
+def test_production_mode_refuses_to_start_without_secret_key(workdir: Path) -> None:
     from tests.harness import run_cli
 
     result = run_cli(["serve"], base_env(workdir, POLARIS_ENV="production"))

@@ -11,14 +11,12 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import (
-    CODE_TTL,
-    ONLINE_WINDOW,
     STACK_ADMIN_EMAIL,
     STACK_ADMIN_PASSWORD,
-    SWEEP_EVERY,
     Stack,
     flush_stack_redis,
 )
+from tests.e2e.simulator_fixtures import CODE_TTL, ONLINE_WINDOW, SWEEP_EVERY
 from tests.harness import ServerProcess
 from tests.scanner import scan_body
 
@@ -40,7 +38,8 @@ def _pair(admin: httpx.Client, csrf: dict[str, str], device_url: str) -> dict[st
         f"{device_url}/api/devices/register", json=scan_body(minted["pairingUri"])
     )
     assert registered.status_code == 201, registered.text
-    return registered.json()  # type: ignore[no-any-return]
+    credentials: dict[str, Any] = registered.json()
+    return credentials
 
 
 def _access_token(server: ServerProcess, credentials: dict[str, Any]) -> str:

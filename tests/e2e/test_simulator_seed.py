@@ -215,7 +215,8 @@ async def test_device_off_the_network_goes_offline_and_back_and_a_lost_one_stays
         lost.lose()
 
         async def both_offline() -> bool:
-            views = [await admin.device(d) for d in (roaming.device_id, lost.device_id)]
+            ids = [d for d in (roaming.device_id, lost.device_id) if d is not None]
+            views = [await admin.device(d) for d in ids]
             return not any(v["online"] for v in views)
 
         await eventually(both_offline, within=target.online_window + 10)

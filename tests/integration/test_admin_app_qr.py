@@ -60,7 +60,7 @@ async def test_the_qr_token_is_stored_only_as_a_hash_tied_to_the_console_session
     session = await PairingSession.get(kind="admin_app")
 
     assert session.state == "minted"
-    assert session.console_session_id is not None  # type: ignore[attr-defined]
+    assert session.console_session_id is not None
     assert qr["payload"]["token"] not in session.code_hash
 
 

@@ -134,7 +134,7 @@ async def test_concurrent_refreshes_of_one_token_have_one_winner(
 
 @pytest.fixture
 def app_settings(app: Starlette) -> Settings:
-    return runtime(app).settings  # type: ignore[no-any-return]
+    return runtime(app).settings
 
 
 async def test_refresh_tokens_expire_when_unused(

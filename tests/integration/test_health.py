@@ -27,11 +27,12 @@ async def test_readyz_reports_redis_down(app: Starlette, client: httpx.AsyncClie
     from redis.asyncio import Redis
 
     working = runtime(app).redis
-    runtime(app).redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    runtime(app).redis = unreachable
     try:
         response = await client.get("/readyz")
     finally:
-        await runtime(app).redis.aclose()
+        await unreachable.aclose()
         runtime(app).redis = working
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": True, "redis": False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -343,7 +344,7 @@ async def test_anonymous_admin_calls_get_401(client: httpx.AsyncClient) -> None:
 
 
 async def _pair(
-    client: httpx.AsyncClient, device_client: httpx.AsyncClient, csrf: str, **fields: str
+    client: httpx.AsyncClient, device_client: httpx.AsyncClient, csrf: str, **fields: Any
 ) -> str:
     minted = await mint_code(client, csrf)
     response = await device_client.post(REGISTER, json=scan_body(minted["pairingUri"], **fields))
