@@ -82,6 +82,20 @@ def _signed_elsewhere(claims: dict[str, Any], header: dict[str, Any], _: Starlet
     return jwt.encode(header, claims, own, algorithms=["Ed25519"])
 
 
+def _signed_by_us(app: Starlette, claims: dict[str, Any], token_type: str, audience: str) -> str:
+    """A genuine signature on the wrong type or audience."""
+    token, _ = runtime(app).keyring.sign(
+        token_type=token_type,
+        audience=audience,
+        subject=claims["sub"],
+        token_id=claims["tid"],
+        scope=(),
+        issued_at=claims["iat"],
+        lifetime=900,
+    )
+    return token
+
+
 FORGED: list[tuple[str, Callable[[dict[str, Any], dict[str, Any], Starlette], str]]] = [
     ("not-a-jwt", lambda c, h, a: "not-a-jwt"),
     ("alg-none", lambda c, h, a: f"{b64({**h, 'alg': 'none'})}.{b64(c)}."),
@@ -92,30 +106,8 @@ FORGED: list[tuple[str, Callable[[dict[str, Any], dict[str, Any], Starlette], st
         ),
     ),
     ("own-key-under-the-real-kid", _signed_elsewhere),
-    (
-        "typ-device-jwt",
-        lambda c, h, a: runtime(a).keyring.sign(
-            token_type=DEVICE_TOKEN_TYPE,
-            audience=ADMIN_AUDIENCE,
-            subject=c["sub"],
-            token_id=c["tid"],
-            scope=(),
-            issued_at=c["iat"],
-            lifetime=900,
-        )[0],
-    ),
-    (
-        "device-audience",
-        lambda c, h, a: runtime(a).keyring.sign(
-            token_type=ADMIN_TOKEN_TYPE,
-            audience=DEVICE_AUDIENCE,
-            subject=c["sub"],
-            token_id=c["tid"],
-            scope=(),
-            issued_at=c["iat"],
-            lifetime=900,
-        )[0],
-    ),
+    ("typ-device-jwt", lambda c, h, a: _signed_by_us(a, c, DEVICE_TOKEN_TYPE, ADMIN_AUDIENCE)),
+    ("device-audience", lambda c, h, a: _signed_by_us(a, c, ADMIN_TOKEN_TYPE, DEVICE_AUDIENCE)),
 ]
 
 
