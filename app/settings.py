@@ -30,54 +30,132 @@ class Settings(BaseSettings):
     )
 
     environment: Environment = Field(
-        default=Environment.DEVELOPMENT, validation_alias="POLARIS_ENV"
+        default=Environment.DEVELOPMENT,
+        validation_alias="POLARIS_ENV",
+        description="`production` requires `SECRET_KEY` and marks cookies `Secure`.",
     )
-    database_url: str = "sqlite://./polaris.db"
-    redis_url: str | None = None
-    secret_key: SecretStr | None = None
-    # Where development mode keeps the secrets it generates for itself.
-    data_dir: Path = Field(default=Path(".polaris"), validation_alias="POLARIS_DATA_DIR")
-    public_base_url: str = "http://127.0.0.1:8000"
-    site_name: str = "Polaris"
-    site_logo_url: str | None = None
+    database_url: str = Field(
+        default="sqlite://./polaris.db",
+        description="`sqlite://path` (embedded) or `postgres://user:password@host:5432/db`.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="`redis://host:6379/0`: shared presence, revocations, rate limits and arq. "
+        "Unset: embedded, one process.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs CSRF tokens, keys code hashes, encrypts the JWT signing keys at "
+        "rest. Development generates one into the data directory.",
+    )
+    data_dir: Path = Field(
+        default=Path(".polaris"),
+        validation_alias="POLARIS_DATA_DIR",
+        description="Where development mode keeps the secret it generates for itself.",
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The console's public address and the access tokens' issuer "
+        "(`https://` makes cookies `Secure`).",
+    )
+    site_name: str = Field(default="Polaris", description="Shown in the console and the app.")
+    site_logo_url: str | None = Field(
+        default=None, description="Logo in the admin-app QR payload, absolute or site-relative."
+    )
 
-    pairing_code_ttl_seconds: int = Field(default=60, gt=0)
-    app_qr_ttl_seconds: int = Field(default=300, gt=0)
-    # An admin-app refresh token lives this long after its last use (each refresh renews it).
-    app_refresh_token_ttl_days: int = Field(default=30, gt=0)
-    # Admin-app connections revoked, or unused, for this long are deleted by the cleanup job.
-    app_device_retention_days: int = Field(default=90, gt=0)
-    heartbeat_online_window_seconds: int = Field(default=90, gt=0)
-    device_credential_ttl_days: int = Field(default=90, gt=0)
-    supported_capabilities: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CAPABILITIES
+    pairing_code_ttl_seconds: int = Field(
+        default=60, gt=0, description="Life of a scanner pairing code."
+    )
+    app_qr_ttl_seconds: int = Field(default=300, gt=0, description="Life of an admin-app QR token.")
+    app_refresh_token_ttl_days: int = Field(
+        default=30, gt=0, description="An admin-app refresh token expires this long after its use."
+    )
+    app_device_retention_days: int = Field(
+        default=90,
+        gt=0,
+        description="Admin-app connections revoked or unused this long are deleted by cleanup.",
+    )
+    heartbeat_online_window_seconds: int = Field(
+        default=90, gt=0, description="A device is online if it heartbeated this recently."
+    )
+    device_credential_ttl_days: int = Field(
+        default=90, gt=0, description="Life of device credentials."
+    )
+    supported_capabilities: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CAPABILITIES,
+        description="Capabilities a device may request, comma-separated.",
+    )
 
-    heartbeat_interval_seconds: int = Field(default=30, gt=0)
-    heartbeats_per_device: str = "12/minute"
-    access_token_lifetime_seconds: int = Field(default=600, gt=0)
-    session_idle_minutes: int = Field(default=30, gt=0)
-    session_max_hours: int = Field(default=12, gt=0)
-    login_failures_per_account: str = "5/15minutes"
-    login_failures_per_ip: str = "30/15minutes"
-    redeem_failures_per_ip: str = "20/10minutes"
-    redeem_failures_global: str = "1000/minute"
-    pairing_poll_interval_seconds: int = Field(default=5, gt=0)
-    max_request_bytes: int = Field(default=16 * 1024, gt=0)
-    # Number of reverse-proxy hops whose X-Forwarded-For entries are trusted.
-    trusted_proxy_hops: int = Field(default=0, ge=0)
+    heartbeat_interval_seconds: int = Field(
+        default=30, gt=0, description="The `nextHeartbeatInSeconds` devices are told."
+    )
+    heartbeats_per_device: str = Field(
+        default="12/minute", description="Heartbeat budget of one device, per server process."
+    )
+    access_token_lifetime_seconds: int = Field(
+        default=600, gt=0, description="Life of a device access JWT."
+    )
+    session_idle_minutes: int = Field(
+        default=30, gt=0, description="A console session ends after this long unused."
+    )
+    session_max_hours: int = Field(
+        default=12, gt=0, description="A console session ends this long after sign-in."
+    )
+    login_failures_per_account: str = Field(
+        default="5/15minutes", description="Failed sign-ins allowed per account."
+    )
+    login_failures_per_ip: str = Field(
+        default="30/15minutes", description="Failed sign-ins allowed per client address."
+    )
+    redeem_failures_per_ip: str = Field(
+        default="20/10minutes", description="Failed code redemptions allowed per client address."
+    )
+    redeem_failures_global: str = Field(
+        default="1000/minute", description="Failed code redemptions allowed over all clients."
+    )
+    pairing_poll_interval_seconds: int = Field(
+        default=5, gt=0, description="How often a device waiting for approval may poll."
+    )
+    max_request_bytes: int = Field(
+        default=16 * 1024, gt=0, description="Larger request bodies are refused (413)."
+    )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        description="Reverse proxies in front whose `X-Forwarded-For` entries are believed.",
+    )
 
     # Background jobs (DESIGN §9): how often each runs, in seconds.
-    expire_sessions_every_seconds: int = Field(default=5, gt=0)
-    presence_sweep_every_seconds: int = Field(default=5, gt=0)
-    last_seen_flush_every_seconds: int = Field(default=15, gt=0)
-    cleanup_every_seconds: int = Field(default=3600, gt=0)
-    # Embedded mode runs the jobs inside `polaris serve`; tests switch it off and call them.
-    embedded_scheduler: bool = True
-    # Ended console sessions are kept this long (for "who was signed in"), then deleted.
-    session_retention_days: int = Field(default=30, gt=0)
+    expire_sessions_every_seconds: int = Field(
+        default=5, gt=0, description="Job interval: expire pairing sessions past their TTL."
+    )
+    presence_sweep_every_seconds: int = Field(
+        default=5, gt=0, description="Job interval: record online/offline transitions."
+    )
+    last_seen_flush_every_seconds: int = Field(
+        default=15, gt=0, description="Job interval: copy heartbeat times to the database."
+    )
+    cleanup_every_seconds: int = Field(
+        default=3600, gt=0, description="Job interval: delete what has outlived its retention."
+    )
+    # Tests switch it off and call the jobs themselves.
+    embedded_scheduler: bool = Field(
+        default=True, description="Embedded mode runs the jobs inside `polaris serve`."
+    )
+    session_retention_days: int = Field(
+        default=30,
+        gt=0,
+        description="Ended console sessions are kept this long, then deleted (the audit log "
+        "is kept).",
+    )
 
-    auto_migrate: bool | None = None
-    log_level: str = "INFO"
-    log_json: bool | None = None
+    auto_migrate: bool | None = Field(
+        default=None, description="Apply migrations when `serve` starts; on for SQLite."
+    )
+    log_level: str = Field(default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`.")
+    log_json: bool | None = Field(
+        default=None, description="JSON log lines; unset: JSON unless stderr is a terminal."
+    )
 
     @field_validator("supported_capabilities", mode="before")
     @classmethod

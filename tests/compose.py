@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import typer.main
-from typer.core import TyperGroup
 import yaml
+from typer.core import TyperGroup
 
 from app.cli import cli
 from app.settings import Settings
