@@ -159,6 +159,46 @@ def serve(
     )
 
 
+@cli.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the service with a simulated fleet, on a database of its own made anew each time."""
+    from app.demo import run_demo
+
+    configured = _settings()
+    database = configured.data_dir / "demo.db"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in (database, *database.parent.glob(database.name + "-*")):
+        leftover.unlink(missing_ok=True)
+    # Embedded and quiet: a first look needs no Redis, and no access-log line per heartbeat.
+    settings = configured.model_copy(
+        update={"database_url": f"sqlite://{database}", "redis_url": None, "log_level": "WARNING"}
+    )
+    out.print(f"Demo on a fresh {database} (your own database is untouched).", soft_wrap=True)
+    _migrate(settings)
+    password = secrets.token_urlsafe(12)
+    _run_with_db(
+        settings,
+        lambda: accounts.create_user(email=FIRST_ADMIN_EMAIL, password=password, role=Role.ADMIN),
+    )
+    out.print(f"Sign in at http://{host}:{port}/login", soft_wrap=True)
+    out.print(f"  Email     {FIRST_ADMIN_EMAIL}", soft_wrap=True)
+    out.print(f"  Password  {password}", soft_wrap=True)
+    out.print("Starting the fleet … (Ctrl+C to stop)")
+    asyncio.run(
+        run_demo(
+            settings,
+            host=host,
+            port=port,
+            email=FIRST_ADMIN_EMAIL,
+            password=password,
+            say=lambda line: out.print(line, highlight=False, soft_wrap=True),
+        )
+    )
+
+
 @cli.command("rotate-signing-key")
 def rotate_signing_key(
     grace_minutes: Annotated[
