@@ -4,8 +4,10 @@ processes and a worker on PostgreSQL + Redis, pairing a device across the two ap
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,5 +174,10 @@ async def test_a_device_pairs_through_one_app_while_the_admin_uses_the_other(
 
         shown = await admin.device(credentials.device_id)
         assert shown["label"] == SCANNER.label
+        # The other app batches presence into Redis every ~100 ms: online shortly after.
+        deadline = time.monotonic() + 5
+        while not shown["online"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            shown = await admin.device(credentials.device_id)
         assert shown["online"] is True
         assert (await admin.pairing_session(minted.pairing_session_id))["state"] == "redeemed"
