@@ -31,6 +31,8 @@ class RedisPresenceStore(PresenceStore):
             redis_url, socket_connect_timeout=2, health_check_interval=15
         )
         self._pending: dict[str, float] = {}
+        # The batch being written: out of `_pending`, not yet readable from Redis.
+        self._in_flight: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
         # Cancelling alone is not enough: a cancellation that lands inside a redis-py call can
@@ -68,18 +70,20 @@ class RedisPresenceStore(PresenceStore):
             return {}
         scores = await self._redis.zmscore(PRESENCE_KEY, ids)
         seen = {d: float(s) for d, s in zip(ids, scores, strict=True) if s is not None}
-        for device_id in ids:
-            if device_id in self._pending:
-                seen[device_id] = max(seen.get(device_id, 0.0), self._pending[device_id])
+        for unflushed in (self._in_flight, self._pending):
+            for device_id in ids:
+                if device_id in unflushed:
+                    seen[device_id] = max(seen.get(device_id, 0.0), unflushed[device_id])
         return seen
 
     async def seen_since(self, since: float) -> dict[str, float]:
         rows = await self._redis.zrangebyscore(PRESENCE_KEY, since, "+inf", withscores=True)
         seen = {member.decode(): float(score) for member, score in rows}
         # This process's heartbeats of the last ~100 ms are not in Redis yet.
-        for device_id, at in self._pending.items():
-            if at >= since:
-                seen[device_id] = max(seen.get(device_id, 0.0), at)
+        for unflushed in (self._in_flight, self._pending):
+            for device_id, at in unflushed.items():
+                if at >= since:
+                    seen[device_id] = max(seen.get(device_id, 0.0), at)
         return seen
 
     async def publish_revocations(self, token_ids: Iterable[str]) -> None:
@@ -95,12 +99,16 @@ class RedisPresenceStore(PresenceStore):
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
+        # Readers see the batch while it travels, or a device would vanish for a moment.
+        self._in_flight = batch
         try:
             await self._redis.zadd(PRESENCE_KEY, batch, gt=True)
         except RedisError as exc:
             log.warning("presence_flush_failed", error=type(exc).__name__, count=len(batch))
             for device_id, at in batch.items():
                 self.record_heartbeat(device_id, at)
+        finally:
+            self._in_flight = {}
 
     async def _flush_forever(self) -> None:
         while not self._closing:
