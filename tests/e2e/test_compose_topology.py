@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from simulator.admin import AdminApi, admin_http_client
-from simulator.protocol import DeviceApi, DeviceFields, PkcePair, device_http_client
+from simulator.protocol import DeviceApi, PkcePair, device_http_client
 from tests import backends
 from tests.compose import COMPOSE_FILE, PolarisService, polaris_services
 from tests.e2e.conftest import STACK_REDIS_URL, flush_stack_redis
 from tests.harness import REPO_ROOT, ServerProcess, WorkerProcess, base_env, free_port, run_cli
+from tests.scanner import DOCK_SCANNER
 
 SECRETS = {
     "SECRET_KEY": "compose-secret-key-shared-by-every-process-0123456789",
@@ -28,15 +29,6 @@ SECRETS = {
 }
 ADMIN_EMAIL, ADMIN_PASSWORD = "compose-admin@example.com", "compose-admin-password"
 SERVICES = polaris_services()
-SCANNER = DeviceFields(
-    label="Compose scanner",
-    platform="ios",
-    model="iPhone15,2",
-    os_version="17.5",
-    app_version="2.4.0",
-    apns_environment="production",
-    capabilities=("scan",),
-)
 
 
 def _compose_config(env_file: Path, **environment: str) -> subprocess.CompletedProcess[str]:
@@ -167,13 +159,13 @@ async def test_a_device_pairs_through_one_app_while_the_admin_uses_the_other(
         minted = await admin.mint_code()
         device = DeviceApi(device_client)
         credentials = await device.register_scanned(
-            minted.pairing_uri, pkce=PkcePair.generate(), fields=SCANNER
+            minted.pairing_uri, pkce=PkcePair.generate(), fields=DOCK_SCANNER
         )
         access = await device.access_token(credentials)
         await device.heartbeat(access)
 
         shown = await admin.device(credentials.device_id)
-        assert shown["label"] == SCANNER.label
+        assert shown["label"] == DOCK_SCANNER.label
         # The other app batches presence into Redis every ~100 ms: online shortly after.
         deadline = time.monotonic() + 5
         while not shown["online"] and time.monotonic() < deadline:
