@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -13,7 +14,7 @@ import uvicorn
 from rich.console import Console
 from tortoise import Tortoise
 
-from app import db
+from app import db, metrics
 from app.errors import DomainError
 from app.models import Role
 from app.services import accounts
@@ -144,6 +145,14 @@ def serve(
     shown_host = settings.public_base_url if host in ("0.0.0.0", "::") else f"http://{host}:{port}"  # noqa: S104
     _bootstrap_first_admin(settings, f"{shown_host}/login")
     out.print(f"Serving on http://{host}:{port} (Ctrl+C to stop)")
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            # One scrape answers for every worker (app.metrics).
+            stack.enter_context(metrics.shared_by_workers())
+        _run_uvicorn(host, port, workers)
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -222,7 +231,17 @@ def rotate_signing_key(
 
 
 @cli.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve the job metrics on this port at /metrics (plain HTTP, no token: keep "
+            "it inside the deployment's network).",
+        ),
+    ] = None,
+) -> None:
     """Run background jobs under arq (needs REDIS_URL); any number of workers may run."""
     from arq.worker import run_worker
 
@@ -232,6 +251,9 @@ def worker() -> None:
     except ConfigurationError as exc:
         err.print(f"[red]Configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if metrics_port is not None:
+        metrics.serve_on_port(metrics_port)
+        out.print(f"Job metrics on port {metrics_port} at /metrics")
     out.print("Worker running the scheduled jobs (Ctrl+C to stop)")
     run_worker(WorkerSettings)
 

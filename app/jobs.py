@@ -7,11 +7,13 @@ the next tick tries again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app import clock
 from app.logging import get_logger
+from app.metrics import JOB_DURATION, JOB_FAILURES, JOB_RUNS
 from app.presence import PresenceStore
 from app.services import pairing_sessions, presence, retention
 from app.settings import Settings
@@ -66,6 +68,18 @@ class Schedule:
     name: str
     run: Callable[[JobContext], Awaitable[int]]
     every_seconds: int
+
+    async def run_once(self, context: JobContext) -> int:
+        """One run, counted and timed under the job's name (`polaris_job_*`)."""
+        JOB_RUNS.labels(self.name).inc()
+        started = time.perf_counter()
+        try:
+            return await self.run(context)
+        except Exception:
+            JOB_FAILURES.labels(self.name).inc()
+            raise
+        finally:
+            JOB_DURATION.labels(self.name).observe(time.perf_counter() - started)
 
 
 def schedules(settings: Settings) -> list[Schedule]:

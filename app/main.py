@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.contrib.starlette import RegisterTortoise
 
-from app import api, db, web
+from app import api, db, metrics, web
 from app.api.errors import API_EXCEPTION_HANDLERS, Handler
 from app.api.heartbeat_fast_path import HeartbeatFastPath
 from app.auth.ratelimit import RateLimiter
@@ -27,6 +27,7 @@ from app.edge.middleware import (
     ConsoleCSRFMiddleware,
     SecurityHeadersMiddleware,
 )
+from app.edge.request_metrics import RequestMetricsMiddleware
 from app.edge.runtime import Runtime, runtime
 from app.jobs import JobContext
 from app.logging import configure_logging, get_logger
@@ -40,14 +41,16 @@ from app.web.errors import handle_web_error
 log = get_logger(__name__)
 
 GROUPS = [*api.GROUPS, *web.GROUPS]
-API_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz")
+API_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/metrics")
 
 
 def middleware_stack(settings: Settings) -> list[Middleware]:
     """Outermost first."""
+    measured = [Middleware(RequestMetricsMiddleware)] if settings.metrics_enabled else []
     return [
-        # The heartbeats it answers skip every layer below.
+        # The heartbeats it answers skip every layer below (and count themselves).
         Middleware(HeartbeatFastPath, settings=settings),
+        *measured,
         Middleware(CorrelationIdMiddleware, header_name="X-Request-ID"),
         Middleware(AccessLogMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure),
@@ -124,6 +127,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             )
             state = runtime(app)
             await state.presence.start()
+            metrics.process_started()
             try:
                 async with _background(state):
                     log.info(
@@ -134,6 +138,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
                     )
                     yield
             finally:
+                metrics.process_stopped()
                 await state.presence.stop()
     finally:
         if redis is not None:

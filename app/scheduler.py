@@ -33,6 +33,6 @@ class EmbeddedScheduler:
         while True:
             await asyncio.sleep(schedule.every_seconds)
             try:
-                await schedule.run(self._context)
+                await schedule.run_once(self._context)
             except Exception:
                 log.exception("job_failed", job=schedule.name)

@@ -152,6 +152,14 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = Field(
         default=None, description="Apply migrations when `serve` starts; on for SQLite."
     )
+    metrics_enabled: bool = Field(
+        default=True, description="Count requests, heartbeats, pairings and jobs for `/metrics`."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="`/metrics` then requires `Authorization: Bearer <token>`; unset, it is "
+        "served in development mode only.",
+    )
     log_level: str = Field(default="INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`.")
     log_json: bool | None = Field(
         default=None, description="JSON log lines; unset: JSON unless stderr is a terminal."
@@ -162,6 +170,14 @@ class Settings(BaseSettings):
     def _split_capabilities(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        # `METRICS_TOKEN=` in an env file means no token, never an empty one anyone can send.
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @field_validator("public_base_url")

@@ -45,7 +45,7 @@ def cron_fields(every_seconds: int) -> dict[str, Any]:
 def _cron_job(schedule: Schedule) -> CronJob:
     async def run(ctx: dict[str, Any]) -> int:
         context: JobContext = ctx["polaris"]
-        return await schedule.run(context)
+        return await schedule.run_once(context)
 
     return cron(
         run,

@@ -1,7 +1,7 @@
 """Heartbeat throughput: one Polaris worker against a bare Starlette JSON echo.
 
     python -m loadtests.bench [--duration 20] [--connections 64] [--devices 1000]
-                              [--rounds 1] [--backend embedded|redis]
+                              [--rounds 1] [--backend embedded|redis] [--compare-metrics]
 
 Every server runs alone, with ONE uvicorn worker (uvloop + httptools), pinned to one CPU
 while wrk (one thread) is pinned to another. All of them receive byte-identical requests:
@@ -54,6 +54,7 @@ from simulator.protocol import Credentials
 BASELINE_LOGGED = "baseline echo, uvicorn defaults"
 BASELINE_SILENT = "baseline echo, no access log"
 HEARTBEAT = "Polaris heartbeat"
+HEARTBEAT_NO_METRICS = "Polaris heartbeat, metrics off"
 TOKEN_EXCHANGE = "Polaris token exchange"
 
 
@@ -133,6 +134,20 @@ class Bench:
                     )
                     self.figures.add(TOKEN_EXCHANGE, result)
 
+    def heartbeat_round_without_metrics(self) -> None:
+        """The same heartbeats with METRICS_ENABLED=false: what counting them costs."""
+        with self.polaris.serve(metrics=False) as server:
+            write_tokens(self.tokens, asyncio.run(access_tokens(server.base_url, self.devices)))
+            result = self.wrk.run(
+                server.base_url + HEARTBEAT_PATH,
+                HEARTBEAT_SCRIPT,
+                self.tokens,
+                self.args.duration,
+                server.pid,
+            )
+        self.figures.add(HEARTBEAT_NO_METRICS, result)
+        print(f"  {HEARTBEAT_NO_METRICS}: {result.per_second:,.0f} req/s", flush=True)
+
     def baseline_round(self, name: str, access_log: bool) -> None:
         log = self.workdir / "baseline.log"
         with baseline(self.polaris.pinning, log, access_log=access_log) as server:
@@ -155,6 +170,8 @@ class Bench:
             if first:
                 print(f"  Polaris ({self.args.backend}): pairing {self.args.devices} devices …")
             self.polaris_round(first=first, last=last)
+            if self.args.compare_metrics:
+                self.heartbeat_round_without_metrics()
             self.baseline_round(BASELINE_LOGGED, access_log=True)
             self.baseline_round(BASELINE_SILENT, access_log=False)
         self.figures.logged = access_log_statuses(self.polaris.log, HEARTBEAT_PATH)
@@ -167,9 +184,31 @@ def row(name: str, result: WrkResult) -> str:
     )
 
 
+def _print_ratios(args: argparse.Namespace, figures: Figures) -> None:
+    heartbeat = figures.median(HEARTBEAT)
+    for name in (BASELINE_LOGGED, BASELINE_SILENT):
+        base = figures.median(name)
+        ratio = heartbeat.per_second / base.per_second * 100
+        cpu_ratio = base.cpu_us_per_request / max(1e-9, heartbeat.cpu_us_per_request) * 100
+        print(
+            f"Polaris heartbeat / {name}: {ratio:.0f} % of its req/s "
+            f"({cpu_ratio:.0f} % by server CPU time per request)"
+        )
+    if HEARTBEAT_NO_METRICS in figures.runs:
+        without = figures.median(HEARTBEAT_NO_METRICS)
+        print(
+            f"Polaris heartbeat with metrics / without: "
+            f"{heartbeat.per_second / without.per_second * 100:.1f} % of its req/s "
+            f"({without.cpu_us_per_request / max(1e-9, heartbeat.cpu_us_per_request) * 100:.1f} %"
+            " by server CPU time per request)"
+        )
+    if args.rounds > 1:
+        spread = [f"{r.per_second:,.0f}" for r in figures.runs[HEARTBEAT]]
+        print(f"Polaris heartbeat req/s per round: {', '.join(spread)}")
+
+
 def report(args: argparse.Namespace, pinning: Pinning, figures: Figures, busy: float) -> int:
     """Print the table and the ratios; 1 if the run is invalid, 0 otherwise."""
-    heartbeat = figures.median(HEARTBEAT)
     print()
     print(
         f"{args.duration} s per run after {args.warmup} s of warm-up, {args.connections} "
@@ -186,21 +225,11 @@ def report(args: argparse.Namespace, pinning: Pinning, figures: Figures, busy: f
         f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'errors':>8}"
         f"{'CPU us/req':>12}"
     )
-    for name in (BASELINE_LOGGED, BASELINE_SILENT, HEARTBEAT, TOKEN_EXCHANGE):
+    for name in (BASELINE_LOGGED, BASELINE_SILENT, HEARTBEAT, HEARTBEAT_NO_METRICS, TOKEN_EXCHANGE):
         if name in figures.runs:
             print(row(name, figures.median(name)))
     print()
-    for name in (BASELINE_LOGGED, BASELINE_SILENT):
-        base = figures.median(name)
-        ratio = heartbeat.per_second / base.per_second * 100
-        cpu_ratio = base.cpu_us_per_request / max(1e-9, heartbeat.cpu_us_per_request) * 100
-        print(
-            f"Polaris heartbeat / {name}: {ratio:.0f} % of its req/s "
-            f"({cpu_ratio:.0f} % by server CPU time per request)"
-        )
-    if args.rounds > 1:
-        spread = [f"{r.per_second:,.0f}" for r in figures.runs[HEARTBEAT]]
-        print(f"Polaris heartbeat req/s per round: {', '.join(spread)}")
+    _print_ratios(args, figures)
     logged = ", ".join(f"{status}: {count}" for status, count in sorted(figures.logged.items()))
     print(f"Polaris access log, heartbeat lines by status: {logged or 'none'}")
     print(f"A heartbeating device shows online to an admin: {'yes' if figures.online else 'NO'}")
@@ -239,6 +268,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--token-seconds", type=int, default=10, help="token-exchange run length (0 skips it)"
+    )
+    parser.add_argument(
+        "--compare-metrics",
+        action="store_true",
+        help="also measure heartbeats with METRICS_ENABLED=false each round",
     )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="skip taskset")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")

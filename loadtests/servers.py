@@ -130,7 +130,7 @@ class Polaris:
         )
 
     @contextlib.contextmanager
-    def serve(self) -> Iterator[Server]:
+    def serve(self, *, metrics: bool = True) -> Iterator[Server]:
         port = free_port()
         command = [
             *self.pinning.server,
@@ -141,9 +141,8 @@ class Polaris:
             "--port",
             str(port),
         ]
-        with running(
-            command, port=port, env=self.env(port), log=self.log, cwd=self.workdir
-        ) as process:
+        env = {**self.env(port), "METRICS_ENABLED": "true" if metrics else "false"}
+        with running(command, port=port, env=env, log=self.log, cwd=self.workdir) as process:
             yield Server(f"http://127.0.0.1:{port}", process.pid)
 
 

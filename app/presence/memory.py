@@ -20,3 +20,6 @@ class MemoryPresenceStore(PresenceStore):
 
     async def seen_since(self, since: float) -> dict[str, float]:
         return {d: at for d, at in self._seen.items() if at >= since}
+
+    async def count_seen_since(self, since: float) -> int:
+        return sum(1 for at in self._seen.values() if at >= since)

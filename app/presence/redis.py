@@ -11,7 +11,9 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app import clock
 from app.logging import get_logger
+from app.metrics import PRESENCE_FLUSH_LAG
 from app.presence.store import PresenceStore, RevocationSource
 
 log = get_logger(__name__)
@@ -86,6 +88,21 @@ class RedisPresenceStore(PresenceStore):
                     seen[device_id] = max(seen.get(device_id, 0.0), at)
         return seen
 
+    async def count_seen_since(self, since: float) -> int:
+        counted = int(await self._redis.zcount(PRESENCE_KEY, since, "+inf"))
+        unflushed = {
+            device_id: at
+            for batch in (self._in_flight, self._pending)
+            for device_id, at in batch.items()
+            if at >= since
+        }
+        if not unflushed:
+            return counted
+        # Those Redis holds at an older time (or not at all) are not in the count yet.
+        ids = list(unflushed)
+        scores = await self._redis.zmscore(PRESENCE_KEY, ids)
+        return counted + sum(1 for score in scores if score is None or score < since)
+
     async def publish_revocations(self, token_ids: Iterable[str]) -> None:
         ids = list(token_ids)
         self._remember(ids)
@@ -101,6 +118,7 @@ class RedisPresenceStore(PresenceStore):
         batch, self._pending = self._pending, {}
         # Readers see the batch while it travels, or a device would vanish for a moment.
         self._in_flight = batch
+        oldest = min(batch.values())
         try:
             await self._redis.zadd(PRESENCE_KEY, batch, gt=True)
         except RedisError as exc:
@@ -109,6 +127,8 @@ class RedisPresenceStore(PresenceStore):
                 self.record_heartbeat(device_id, at)
         finally:
             self._in_flight = {}
+            # Still growing while Redis is away: the batch waits in `_pending` for the next try.
+            PRESENCE_FLUSH_LAG.set(max(0.0, clock.now().timestamp() - oldest))
 
     async def _flush_forever(self) -> None:
         while not self._closing:

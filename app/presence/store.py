@@ -17,6 +17,7 @@ from typing import Protocol
 
 from app import clock
 from app.logging import get_logger
+from app.metrics import REVOCATION_CACHE
 
 log = get_logger(__name__)
 
@@ -54,6 +55,10 @@ class PresenceStore(abc.ABC):
     async def seen_since(self, since: float) -> dict[str, float]:
         """Every device heard from at or after `since` (for the last-seen flush)."""
 
+    @abc.abstractmethod
+    async def count_seen_since(self, since: float) -> int:
+        """How many devices were heard from at or after `since`."""
+
     # -- revocation -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -85,6 +90,7 @@ class PresenceStore(abc.ABC):
         horizon = now - REVOCATION_MEMORY.total_seconds()
         if len(self._revoked) > 10_000:
             self._revoked = {k: v for k, v in self._revoked.items() if v >= horizon}
+        REVOCATION_CACHE.set(len(self._revoked))
 
     async def _load_recent_revocations(self) -> None:
         revoked = await self._revocations.revoked_since(clock.now() - REVOCATION_MEMORY)

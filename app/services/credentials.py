@@ -13,7 +13,15 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.auth.hashing import sha256_hex
-from app.errors import Conflict, InvalidCredentials, StaleState, TokenExpired, TokenRevoked
+from app.errors import (
+    Conflict,
+    DomainError,
+    InvalidCredentials,
+    StaleState,
+    TokenExpired,
+    TokenRevoked,
+)
+from app.metrics import TOKEN_EXCHANGES
 from app.models import AuditAction, Device, DeviceToken, Kind, User
 from app.presence import PresenceStore
 from app.services import audit
@@ -172,6 +180,22 @@ async def authenticate(
             raise TokenExpired
         case CredentialVerdict.revoked:
             raise TokenRevoked
+
+
+async def exchange(
+    *, device_token: str, device_secret: str, presence: PresenceStore
+) -> Authenticated:
+    """`authenticate` for an access token, counted by outcome in `polaris_token_exchanges`
+    (`issued`, or the refusal's problem code)."""
+    try:
+        current = await authenticate(
+            device_token=device_token, device_secret=device_secret, presence=presence
+        )
+    except DomainError as exc:
+        TOKEN_EXCHANGES.labels(exc.code).inc()
+        raise
+    TOKEN_EXCHANGES.labels("issued").inc()
+    return current
 
 
 async def _reuse_detected(old: DeviceToken, presence: PresenceStore) -> None:

@@ -7,6 +7,7 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.auth.ratelimit import RateLimiter
+from app.metrics import HEARTBEATS
 from app.models import AuditAction, Device
 from app.presence import PresenceStore
 from app.services import audit
@@ -28,6 +29,7 @@ async def record(
 ) -> None:
     await limiter.hit(settings.heartbeats_per_device, "heartbeat", device_id)
     presence.record_heartbeat(device_id, clock.now().timestamp())
+    HEARTBEATS.inc()
     reported = (app_version, os_version)
     if (app_version or os_version) and _known_versions.get(device_id) != reported:
         changes = {

@@ -20,13 +20,15 @@ from app import clock
 from app.auth import pkce
 from app.auth.hashing import keyed_hash
 from app.auth.ratelimit import RateLimiter
-from app.errors import DomainError, InvalidCode, NotFound, StaleState
+from app.errors import DomainError, InvalidCode, NotFound, RateLimited, StaleState
 from app.models import AuditAction, Kind, PairingSession, User
 from app.services import audit, pairing_approval, pairing_codes, refusals
 from app.services.credentials import DeviceDetails, IssuedCredentials
 from app.services.pairing_approval import PendingApproval
 from app.services.pairing_sessions import (
     code_ttl,
+    count_outcome,
+    count_refusal,
     count_wrong_proof,
     effective_state,
     register_paired_device,
@@ -93,12 +95,13 @@ async def mint(*, admin: User, ip: str | None, settings: Settings) -> MintedCode
 
 async def _note_failure(
     *,
-    reason: str,
+    failure: DomainError,
     session: PairingSession | None,
     ip: str | None,
     limiter: RateLimiter,
     settings: Settings,
 ) -> None:
+    count_refusal(failure)
     await limiter.spend(settings.redeem_failures_per_ip, "redeem-ip", ip or "unknown")
     await limiter.spend(settings.redeem_failures_global, "redeem-global")
     await audit.record(
@@ -107,7 +110,7 @@ async def _note_failure(
             actor=audit.Actor.device(ip=ip),
             target_type="pairing_session" if session else None,
             target_id=str(session.id) if session else None,
-            metadata={"reason": reason},
+            metadata={"reason": failure.code},
         )
     )
 
@@ -123,8 +126,12 @@ async def register(
     settings: Settings,
 ) -> IssuedCredentials | PendingApproval:
     """Scanned (valid proof): credentials at once. Typed (no proof): pending approval."""
-    await limiter.ensure_allowed(settings.redeem_failures_per_ip, "redeem-ip", ip or "unknown")
-    await limiter.ensure_allowed(settings.redeem_failures_global, "redeem-global")
+    try:
+        await limiter.ensure_allowed(settings.redeem_failures_per_ip, "redeem-ip", ip or "unknown")
+        await limiter.ensure_allowed(settings.redeem_failures_global, "redeem-global")
+    except RateLimited as exc:
+        count_refusal(exc)
+        raise
     now = clock.now()
     session = await PairingSession.get_or_none(
         code_hash=_code_hash(settings, code), kind=Kind.SCANNER
@@ -138,14 +145,16 @@ async def register(
         failure = await count_wrong_proof(session, now)
     if failure is not None:
         await _note_failure(
-            reason=failure.code, session=session, ip=ip, limiter=limiter, settings=settings
+            failure=failure, session=session, ip=ip, limiter=limiter, settings=settings
         )
         raise failure
     assert session is not None
     try:
         if proof is not None:
-            return await _redeem(session, device_challenge, details, ip, now, settings)
-        return await pairing_approval.claim(
+            issued = await _redeem(session, device_challenge, details, ip, now, settings)
+            count_outcome("redeemed")
+            return issued
+        pending = await pairing_approval.claim(
             session,
             device_challenge=device_challenge,
             details=details,
@@ -153,12 +162,14 @@ async def register(
             now=now,
             settings=settings,
         )
+        count_outcome("pending_approval")
+        return pending
     except (StaleState, DeadlinePassed):
         # Lost a race, or the deadline passed between the read and the write.
         await session.refresh_from_db()
         failure = refusals.refusal(refusals.REDEEM, effective_state(session, now))
         await _note_failure(
-            reason=failure.code, session=session, ip=ip, limiter=limiter, settings=settings
+            failure=failure, session=session, ip=ip, limiter=limiter, settings=settings
         )
         raise failure from None
 

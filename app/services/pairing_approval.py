@@ -15,6 +15,7 @@ from app import clock
 from app.auth import pkce
 from app.errors import (
     AuthorizationPending,
+    DomainError,
     ExpiredToken,
     Forbidden,
     InvalidCode,
@@ -29,6 +30,8 @@ from app.services import audit, pairing_codes, refusals
 from app.services.credentials import DeviceDetails, IssuedCredentials
 from app.services.pairing_sessions import (
     code_ttl,
+    count_outcome,
+    count_refusal,
     count_wrong_proof,
     effective_state,
     register_paired_device,
@@ -98,6 +101,18 @@ async def poll(
     *, pairing_id: UUID, code_verifier: str, ip: str | None, settings: Settings
 ) -> IssuedCredentials:
     """RFC 8628-style polling; the approved device collects its credentials exactly once."""
+    try:
+        issued = await _poll(pairing_id, code_verifier, ip, settings)
+    except DomainError as exc:
+        count_refusal(exc)
+        raise
+    count_outcome("collected")
+    return issued
+
+
+async def _poll(
+    pairing_id: UUID, code_verifier: str, ip: str | None, settings: Settings
+) -> IssuedCredentials:
     now = clock.now()
     session = await PairingSession.get_or_none(id=pairing_id, kind=Kind.SCANNER)
     if session is None or session.device_challenge is None:
@@ -167,7 +182,7 @@ async def approve(
         )
     pending = {**(session.pending_device or {}), "approvedCapabilities": granted}
     try:
-        return await fire(
+        approved = await fire(
             session,
             PairingSessionMachine,
             "approve",
@@ -184,6 +199,8 @@ async def approve(
     except (StaleState, DeadlinePassed):
         await session.refresh_from_db()
         raise refusals.refusal(refusals.DECIDE, effective_state(session, now)) from None
+    count_outcome("approved")
+    return approved
 
 
 async def _decide(
@@ -207,7 +224,9 @@ async def _decide(
 
 
 async def reject(*, session_id: UUID, admin: User, ip: str | None) -> PairingSession:
-    return await _decide(session_id, admin, "reject", AuditAction.PAIRING_REJECTED, ip)
+    rejected = await _decide(session_id, admin, "reject", AuditAction.PAIRING_REJECTED, ip)
+    count_outcome("rejected")
+    return rejected
 
 
 async def cancel(*, session_id: UUID, admin: User, ip: str | None) -> PairingSession:

@@ -11,7 +11,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 
 from app.errors import CodeAlreadyUsed, DomainError, InvalidProof, SessionBurned, StaleState
-from app.models import AuditAction, PairingSession, User
+from app.metrics import PAIRING_OUTCOMES
+from app.models import AuditAction, Kind, PairingSession, User
 from app.services import audit, credentials
 from app.services.credentials import DeviceDetails, IssuedCredentials
 from app.services.transitions import fire
@@ -25,6 +26,19 @@ from statemachines import (
 
 # A tuple, for `state__in` queries as well as membership tests.
 OPEN_STATES = tuple(sorted(PairingSessionMachine.open_states()))
+# Answers that tell a device "not yet", not how its attempt ended.
+_NOT_AN_OUTCOME = frozenset({"authorization_pending", "slow_down"})
+
+
+def count_outcome(reason: str) -> None:
+    """Count how a pairing attempt or decision ended (`polaris_pairing_outcomes`)."""
+    PAIRING_OUTCOMES.labels(reason).inc()
+
+
+def count_refusal(error: DomainError) -> None:
+    """Count a refused attempt under its stable problem code."""
+    if error.code not in _NOT_AN_OUTCOME:
+        count_outcome(error.code)
 
 
 def code_ttl(settings: Settings) -> timedelta:
@@ -109,6 +123,7 @@ async def count_wrong_proof(session: PairingSession, now: datetime) -> DomainErr
                 failedAttempts=MAX_FAILED_PROOFS,
             ),
         )
+        count_outcome("burned")
     return SessionBurned()
 
 
@@ -137,4 +152,6 @@ async def expire_overdue(*, now: datetime, limit: int = 500) -> int:
                 ),
             )
             expired += 1
+            if session.kind is Kind.SCANNER:
+                count_outcome("expired")
     return expired

@@ -12,20 +12,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from simulator.admin import AdminApi, admin_http_client
-from simulator.protocol import DeviceApi, PkcePair, device_http_client
+from simulator.protocol import HEARTBEAT, AccessToken, DeviceApi, PkcePair, device_http_client
 from tests import backends
 from tests.compose import COMPOSE_FILE, PolarisService, polaris_services
 from tests.e2e.conftest import STACK_REDIS_URL, flush_stack_redis
 from tests.harness import REPO_ROOT, ServerProcess, WorkerProcess, base_env, free_port, run_cli
 from tests.scanner import DOCK_SCANNER
+from tests.scrape import Scrape, delta
 
 SECRETS = {
     "SECRET_KEY": "compose-secret-key-shared-by-every-process-0123456789",
     "POSTGRES_PASSWORD": "compose-password",
     "PUBLIC_BASE_URL": "http://polaris.compose.test",
+    "METRICS_TOKEN": "compose-metrics-token-0123456789",
 }
 ADMIN_EMAIL, ADMIN_PASSWORD = "compose-admin@example.com", "compose-admin-password"
 SERVICES = polaris_services()
@@ -99,12 +102,19 @@ class ComposeApp(ServerProcess):
 
 @dataclass
 class ComposeWorker(WorkerProcess):
-    """The `worker` service's own command."""
+    """The `worker` service's own command, its metrics on a local port."""
 
     command: list[str] = field(default_factory=lambda: SERVICES["worker"].command)
+    metrics_port: int = field(default_factory=free_port)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 30) -> ComposeWorker:
-        self.spawn(self.command, self.env)
+        command = list(self.command)
+        command[command.index("--metrics-port") + 1] = str(self.metrics_port)
+        self.spawn(command, self.env)
         self.wait_until(lambda: "worker_started" in self.output(), timeout, "worker")
         return self
 
@@ -116,8 +126,10 @@ class Topology:
     worker: ComposeWorker
 
 
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[Topology]:
+# One topology for the module: starting it costs more than the tests that use it.
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    tmp_path = tmp_path_factory.mktemp("compose")
     database_url = backends.fresh_postgres_database(backends.POSTGRES_URL, "polaris_compose")
     flush_stack_redis()
     migrated = run_cli(
@@ -173,3 +185,78 @@ async def test_a_device_pairs_through_one_app_while_the_admin_uses_the_other(
             shown = await admin.device(credentials.device_id)
         assert shown["online"] is True
         assert (await admin.pairing_session(minted.pairing_session_id))["state"] == "redeemed"
+
+
+async def _scrape(url: str, token: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # A connection of its own each time: any of the app's workers may answer.
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.get(url, headers=headers)
+
+
+async def _heartbeat_on_fresh_connections(url: str, access: AccessToken, count: int) -> None:
+    """`count` heartbeats, each on a new connection, several at once, so the kernel hands
+    them to both of the app's worker processes."""
+    no_reuse = httpx.Limits(max_connections=4, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, limits=no_reuse, timeout=15) as client:
+        device = DeviceApi(client)
+        await asyncio.gather(*(device.heartbeat(access) for _ in range(count)))
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_one_scrape_of_an_app_sums_its_two_workers(topology: Topology) -> None:
+    metrics_url = f"{topology.a.url}/metrics"
+    token = SECRETS["METRICS_TOKEN"]
+    assert (await _scrape(metrics_url)).status_code == 401
+    before = Scrape((await _scrape(metrics_url, token)).text)
+
+    async with admin_http_client(topology.a.url) as admin_client:
+        admin = AdminApi(admin_client)
+        await admin.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        async with device_http_client(topology.a.url) as device_client:
+            device = DeviceApi(device_client)
+            paired = []
+            for _ in range(3):
+                minted = await admin.mint_code()
+                paired.append(
+                    await device.register_scanned(
+                        minted.pairing_uri, pkce=PkcePair.generate(), fields=DOCK_SCANNER
+                    )
+                )
+            tokens = [await device.access_token(credentials) for credentials in paired]
+    # Under each device's per-process heartbeat budget, whichever worker takes them.
+    for access in tokens:
+        await _heartbeat_on_fresh_connections(topology.a.url, access, 8)
+    scraped = await _scrape(metrics_url, token)
+    after = Scrape(scraped.text)
+
+    assert scraped.status_code == 200
+    assert after.value("polaris_serving_processes") == 2
+    assert delta(before, after, "polaris_heartbeats_total") == 24
+    heartbeats = {"method": "POST", "route": HEARTBEAT, "status": "200"}
+    assert delta(before, after, "polaris_http_requests_total", **heartbeats) == 24
+    assert delta(before, after, "polaris_pairing_outcomes_total", reason="redeemed") == 3
+    assert delta(before, after, "polaris_token_exchanges_total", outcome="issued") == 3
+    assert after.value("polaris_backend_up", backend="redis") == 1
+    assert after.value("polaris_devices_online") >= 3
+    # Every scrape, whichever worker answers it, reports the same sums.
+    again = Scrape((await _scrape(metrics_url, token)).text)
+    assert again.value("polaris_heartbeats_total") == after.value("polaris_heartbeats_total")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_the_worker_serves_its_job_metrics(topology: Topology) -> None:
+    # The presence sweep runs every 5 s.
+    deadline = time.monotonic() + 15
+    ran = 0.0
+    while ran == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        ran = Scrape((await _scrape(topology.worker.metrics_url)).text).value(
+            "polaris_job_runs_total", job="sweep_presence"
+        )
+
+    assert ran >= 1

@@ -34,6 +34,7 @@ def test_each_polaris_service_sets_only_real_settings(name: str) -> None:
 def test_secrets_come_from_the_environment_never_from_the_file(name: str) -> None:
     environment = SERVICES[name].environment
     assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")
+    assert environment["METRICS_TOKEN"].startswith("${METRICS_TOKEN:?")
     assert "${POSTGRES_PASSWORD:?" in environment["DATABASE_URL"]
 
 

@@ -1,0 +1,87 @@
+"""HTTP request metrics: a count by route template and status, and a latency histogram.
+
+Labelled by the route's template (`/api/v1/admin/devices/{device_id}`), never by the path a
+client sent, so neither ids nor probes for paths that do not exist grow the label set.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+UNMATCHED = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in _METHODS else "OTHER"
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+class RouteMetrics:
+    """One route's series, bound once: finding a child by its labels costs more than the
+    increment itself, and the heartbeat path counts every microsecond."""
+
+    def __init__(self, method: str, route: str) -> None:
+        self._method = method
+        self._route = route
+        self._duration = HTTP_DURATION.labels(method, route)
+        self._by_status: dict[int, Counter] = {}
+
+    def observe(self, status: int, seconds: float) -> None:
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = HTTP_REQUESTS.labels(self._method, self._route, str(status))
+            self._by_status[status] = counter
+        counter.inc()
+        self._duration.observe(seconds)
+
+
+def route_template(scope: Scope, root_path: str) -> str:
+    """The template of the route the router chose; `root_path` is the server's own."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if route is None or path is None:
+        return UNMATCHED
+    # Each Mount the router passed added its prefix to root_path; the route's path is the rest.
+    prefix = str(scope.get("root_path", ""))[len(root_path) :]
+    if isinstance(route, Mount):
+        # Still the Mount: a router under it found nothing, or a mounted app that is not a
+        # router (static files) answered, and its own paths are its business.
+        return UNMATCHED if route.routes else f"{prefix}/{{path}}"
+    return f"{prefix}{path}"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        root_path = str(scope.get("root_path", ""))
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            observe(
+                scope["method"],
+                route_template(scope, root_path),
+                status,
+                time.perf_counter() - started,
+            )
