@@ -10,13 +10,15 @@ from app.api import (
     device_runtime,
     devices,
     health,
+    metrics,
+    openapi,
     pairing_sessions,
     users,
 )
 from app.edge.routing import RouteGroup
 
 GROUPS = [
-    RouteGroup("", health.routes),
+    RouteGroup("", [*health.routes, *metrics.routes, *openapi.routes]),
     # Device clients carry no cookie: nothing for CSRF to protect.
     RouteGroup(
         "/api/devices",

@@ -10,12 +10,13 @@ from starlette.routing import Route
 
 from app import clock
 from app.api.bodies import parse_body
+from app.api.responses import AppDeviceListResponse, AppQrPayload, AppQrResponse, AppTokensResponse
 from app.api.schemas import AppExchangeRequest, AppRefreshRequest
 from app.auth.jwt import ADMIN_AUDIENCE, ADMIN_TOKEN_TYPE
 from app.edge.access import require_admin, require_console_admin, require_reader
-from app.edge.presenters import app_device_view, iso
+from app.edge.presenters import app_device_view
 from app.edge.qr import app_qr
-from app.edge.responses import NO_STORE, json_response
+from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import request_ip, runtime
 from app.services import app_credentials, app_onboarding
 from app.services.app_credentials import AppTokens
@@ -32,13 +33,13 @@ def _tokens(request: Request, issued: AppTokens) -> Response:
         issued_at=int(clock.now().timestamp()),
         lifetime=lifetime,
     )
-    return json_response(
-        {
-            "accessToken": access_token,
-            "refreshToken": issued.refresh_token,
-            "expiresIn": lifetime,
-            "deviceId": str(issued.device.id),
-        },
+    return view_response(
+        AppTokensResponse(
+            access_token=access_token,
+            refresh_token=issued.refresh_token,
+            expires_in=lifetime,
+            device_id=issued.device.id,
+        ),
         headers=NO_STORE,
     )
 
@@ -54,8 +55,12 @@ async def generate_qr(request: Request) -> Response:
         settings=settings,
     )
     payload, svg = await app_qr(generated, settings)
-    return json_response(
-        {"qrSvg": str(svg), "payload": payload, "expiresAtIso": iso(generated.session.expires_at)},
+    return view_response(
+        AppQrResponse(
+            qr_svg=str(svg),
+            payload=AppQrPayload.model_validate(payload),
+            expires_at_iso=generated.session.expires_at,
+        ),
         status=201,
         headers=NO_STORE,
     )
@@ -94,8 +99,10 @@ async def list_devices(request: Request) -> Response:
     devices = await app_onboarding.list_devices(
         owner=principal.user, presence=runtime(request).presence
     )
-    return json_response(
-        {"items": [app_device_view(d, this_device=principal.app_device_id) for d in devices]},
+    return view_response(
+        AppDeviceListResponse(
+            items=[app_device_view(d, this_device=principal.app_device_id) for d in devices]
+        ),
         headers=NO_STORE,
     )
 

@@ -7,10 +7,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.bodies import parse_query
+from app.api.responses import AuditLogResponse
 from app.api.schemas import AuditQuery
 from app.edge.access import require_reader
 from app.edge.presenters import audit_view
-from app.edge.responses import json_response
+from app.edge.responses import view_response
 from app.services import audit
 
 
@@ -23,8 +24,8 @@ async def list_events(request: Request) -> Response:
         cursor=query.cursor,
         limit=query.limit,
     )
-    return json_response(
-        {"items": [audit_view(e) for e in page.items], "nextCursor": page.next_cursor}
+    return view_response(
+        AuditLogResponse(items=[audit_view(e) for e in page.items], next_cursor=page.next_cursor)
     )
 
 

@@ -7,12 +7,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.bodies import parse_body
+from app.api.responses import LoginResponse, UserResponse
 from app.api.schemas import LoginRequest
 from app.auth.csrf import new_csrf_token
 from app.edge.access import require_reader
 from app.edge.cookies import SESSION_COOKIE, clear_session_cookies, set_session_cookies
 from app.edge.presenters import user_view
-from app.edge.responses import NO_STORE, json_response
+from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import request_ip, runtime
 from app.errors import Forbidden
 from app.services import accounts
@@ -39,9 +40,8 @@ async def login(request: Request) -> Response:
         settings=state.settings,
     )
     csrf_token = new_csrf_token(state.settings.secret)
-    response = json_response(
-        {"user": user_view(signed_in.user), "csrfToken": csrf_token},
-        headers=NO_STORE,
+    response = view_response(
+        LoginResponse(user=user_view(signed_in.user), csrf_token=csrf_token), headers=NO_STORE
     )
     set_session_cookies(response, signed_in.opened, csrf_token=csrf_token, settings=state.settings)
     return response
@@ -58,7 +58,7 @@ async def logout(request: Request) -> Response:
 
 async def me(request: Request) -> Response:
     principal = await require_reader(request)
-    return json_response({"user": user_view(principal.user)})
+    return view_response(UserResponse(user=user_view(principal.user)))
 
 
 routes = [

@@ -7,16 +7,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.bodies import parse_body
+from app.api.responses import PendingApprovalResponse
 from app.api.schemas import PollRequest, RegisterRequest
-from app.edge.presenters import credentials_view, iso
-from app.edge.responses import NO_STORE, json_response
+from app.edge.presenters import credentials_view
+from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import request_ip, runtime
 from app.services import pairing, pairing_approval
 from app.services.credentials import DeviceDetails, IssuedCredentials
 
 
 def _issued(issued: IssuedCredentials) -> Response:
-    return json_response(credentials_view(issued), status=201, headers=NO_STORE)
+    return view_response(credentials_view(issued), status=201, headers=NO_STORE)
 
 
 async def register(request: Request) -> Response:
@@ -44,14 +45,14 @@ async def register(request: Request) -> Response:
     )
     if isinstance(outcome, IssuedCredentials):
         return _issued(outcome)
-    return json_response(
-        {
-            "status": "pending_approval",
-            "pairingId": str(outcome.session.id),
-            "checkCode": outcome.check_code,
-            "interval": outcome.interval,
-            "expiresAtIso": iso(outcome.session.expires_at),
-        },
+    return view_response(
+        PendingApprovalResponse(
+            status="pending_approval",
+            pairing_id=outcome.session.id,
+            check_code=outcome.check_code,
+            interval=outcome.interval,
+            expires_at_iso=outcome.session.expires_at,
+        ),
         status=202,
         headers=NO_STORE,
     )

@@ -10,11 +10,12 @@ from starlette.routing import Route
 
 from app import clock
 from app.api.bodies import parse_body
+from app.api.responses import AccessTokenResponse, HeartbeatResponse, JwksResponse
 from app.api.schemas import CredentialsRequest, HeartbeatRequest, PushTokenRequest
 from app.auth.jwt import DEVICE_AUDIENCE, DEVICE_TOKEN_TYPE
 from app.edge.bearer import require_device
-from app.edge.presenters import credentials_view, iso
-from app.edge.responses import NO_STORE, json_response
+from app.edge.presenters import credentials_view
+from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import runtime
 from app.services import credentials, heartbeats
 
@@ -23,7 +24,7 @@ async def access_token(request: Request) -> Response:
     state = runtime(request)
     lifetime = state.settings.access_token_lifetime_seconds
     body = await parse_body(request, CredentialsRequest)
-    current = await credentials.authenticate(
+    current = await credentials.exchange(
         device_token=body.device_token, device_secret=body.device_secret, presence=state.presence
     )
     token, expires_at = state.keyring.sign(
@@ -35,13 +36,13 @@ async def access_token(request: Request) -> Response:
         issued_at=int(clock.now().timestamp()),
         lifetime=lifetime,
     )
-    return json_response(
-        {
-            "accessToken": token,
-            "tokenType": "Bearer",
-            "expiresIn": lifetime,
-            "expiresAtIso": iso(clock.from_epoch(expires_at)),
-        },
+    return view_response(
+        AccessTokenResponse(
+            access_token=token,
+            token_type="Bearer",  # noqa: S106 (the scheme name, not a secret)
+            expires_in=lifetime,
+            expires_at_iso=clock.from_epoch(expires_at),
+        ),
         headers=NO_STORE,
     )
 
@@ -61,7 +62,10 @@ async def heartbeat(request: Request) -> Response:
         limiter=state.heartbeat_limiter,
         settings=state.settings,
     )
-    return json_response({"nextHeartbeatInSeconds": state.settings.heartbeat_interval_seconds})
+    # The fast path answers these bytes too; tests check them against HeartbeatResponse.
+    return view_response(
+        HeartbeatResponse(next_heartbeat_in_seconds=state.settings.heartbeat_interval_seconds)
+    )
 
 
 async def push_token(request: Request) -> Response:
@@ -84,12 +88,13 @@ async def rotate(request: Request) -> Response:
         ttl=timedelta(days=state.settings.device_credential_ttl_days),
         presence=state.presence,
     )
-    return json_response(credentials_view(issued), headers=NO_STORE)
+    return view_response(credentials_view(issued), headers=NO_STORE)
 
 
 async def jwks(request: Request) -> Response:
-    return json_response(
-        runtime(request).keyring.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    return view_response(
+        JwksResponse.model_validate(runtime(request).keyring.jwks()),
+        headers={"Cache-Control": "public, max-age=300"},
     )
 
 

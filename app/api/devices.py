@@ -10,10 +10,17 @@ from starlette.routing import Route
 
 from app import clock
 from app.api.bodies import parse_query
+from app.api.responses import DeviceDetailResponse, DeviceListResponse
 from app.api.schemas import DeviceListQuery
 from app.edge.access import require_admin, require_reader
-from app.edge.presenters import audit_view, device_view, presence_change_view, token_view
-from app.edge.responses import json_response
+from app.edge.presenters import (
+    audit_view,
+    device_view,
+    device_with_tokens_view,
+    presence_change_view,
+    token_view,
+)
+from app.edge.responses import view_response
 from app.edge.runtime import request_ip, runtime
 from app.services import audit, devices, presence
 
@@ -36,11 +43,11 @@ async def list_devices(request: Request) -> Response:
         presence=state.presence,
     )
     now = clock.now()
-    return json_response(
-        {
-            "items": [device_view(d, now=now, settings=state.settings) for d in page.items],
-            "nextCursor": page.next_cursor,
-        }
+    return view_response(
+        DeviceListResponse(
+            items=[device_view(d, now=now, settings=state.settings) for d in page.items],
+            next_cursor=page.next_cursor,
+        )
     )
 
 
@@ -49,12 +56,16 @@ async def show(request: Request) -> Response:
     state = runtime(request)
     device = await devices.get_device(request.path_params["device_id"])
     await devices.with_presence([device], state.presence)
-    view = device_view(device, now=clock.now(), settings=state.settings, with_tokens=True)
-    view["audit"] = [audit_view(e) for e in await audit.for_device(str(device.id))]
-    view["presenceChanges"] = [
-        presence_change_view(c) for c in await presence.recent_changes(str(device.id))
-    ]
-    return json_response(view)
+    view = device_with_tokens_view(device, now=clock.now(), settings=state.settings)
+    events = await audit.for_device(str(device.id))
+    changes = await presence.recent_changes(str(device.id))
+    return view_response(
+        DeviceDetailResponse(
+            **dict(view),
+            audit=[audit_view(e) for e in events],
+            presence_changes=[presence_change_view(c) for c in changes],
+        )
+    )
 
 
 async def deregister(request: Request) -> Response:
@@ -78,7 +89,7 @@ async def revoke_token(request: Request) -> Response:
         ip=request_ip(request),
         presence=runtime(request).presence,
     )
-    return json_response(token_view(token))
+    return view_response(token_view(token))
 
 
 routes = [

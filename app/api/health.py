@@ -10,7 +10,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from tortoise import connections
 
-from app.edge.responses import json_response
+from app.api.responses import LivenessResponse, ReadinessChecks, ReadinessResponse
+from app.edge.responses import view_response
 from app.edge.runtime import runtime
 from app.logging import get_logger
 
@@ -19,10 +20,10 @@ _CHECK_TIMEOUT_SECONDS = 2.0
 
 
 async def healthz(_: Request) -> Response:
-    return json_response({"status": "ok"})
+    return view_response(LivenessResponse(status="ok"))
 
 
-async def _database_ok() -> bool:
+async def database_ok() -> bool:
     try:
         await asyncio.wait_for(
             connections.get("default").execute_query("SELECT 1"), _CHECK_TIMEOUT_SECONDS
@@ -33,7 +34,7 @@ async def _database_ok() -> bool:
     return True
 
 
-async def _redis_ok(redis: Redis) -> bool:
+async def redis_ok(redis: Redis) -> bool:
     try:
         await asyncio.wait_for(redis.ping(), _CHECK_TIMEOUT_SECONDS)
     except Exception as exc:
@@ -43,13 +44,15 @@ async def _redis_ok(redis: Redis) -> bool:
 
 
 async def readyz(request: Request) -> Response:
-    checks = {"database": await _database_ok()}
     redis = runtime(request).redis
-    if redis is not None:
-        checks["redis"] = await _redis_ok(redis)
-    ready = all(checks.values())
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
-    return json_response(body, status=200 if ready else 503)
+    checks = ReadinessChecks(
+        database=await database_ok(), redis=await redis_ok(redis) if redis is not None else None
+    )
+    ready = checks.database and checks.redis is not False
+    return view_response(
+        ReadinessResponse(status="ready" if ready else "unavailable", checks=checks),
+        status=200 if ready else 503,
+    )
 
 
 routes = [

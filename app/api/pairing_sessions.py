@@ -10,10 +10,11 @@ from starlette.routing import Route
 
 from app import clock
 from app.api.bodies import parse_body
+from app.api.responses import MintedPairingSessionResponse
 from app.api.schemas import ApproveRequest
 from app.edge.access import require_admin, require_reader
-from app.edge.presenters import iso, pairing_session_view
-from app.edge.responses import NO_STORE, json_response
+from app.edge.presenters import pairing_session_view
+from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import request_ip, runtime
 from app.services import pairing, pairing_approval
 
@@ -23,13 +24,13 @@ async def mint(request: Request) -> Response:
     minted = await pairing.mint(
         admin=principal.user, ip=request_ip(request), settings=runtime(request).settings
     )
-    return json_response(
-        {
-            "pairingSessionId": str(minted.session.id),
-            "code": minted.code,
-            "pairingUri": minted.pairing_uri,
-            "expiresAtIso": iso(minted.session.expires_at),
-        },
+    return view_response(
+        MintedPairingSessionResponse(
+            pairing_session_id=minted.session.id,
+            code=minted.code,
+            pairing_uri=minted.pairing_uri,
+            expires_at_iso=minted.session.expires_at,
+        ),
         status=201,
         headers=NO_STORE,
     )
@@ -38,7 +39,7 @@ async def mint(request: Request) -> Response:
 async def show(request: Request) -> Response:
     await require_reader(request)
     session = await pairing.get(session_id=request.path_params["session_id"])
-    return json_response(pairing_session_view(session, now=clock.now()), headers=NO_STORE)
+    return view_response(pairing_session_view(session, now=clock.now()), headers=NO_STORE)
 
 
 async def approve(request: Request) -> Response:
@@ -50,7 +51,7 @@ async def approve(request: Request) -> Response:
         capabilities=body.capabilities,
         ip=request_ip(request),
     )
-    return json_response(pairing_session_view(session, now=clock.now()))
+    return view_response(pairing_session_view(session, now=clock.now()))
 
 
 async def reject(request: Request) -> Response:
@@ -58,7 +59,7 @@ async def reject(request: Request) -> Response:
     session = await pairing_approval.reject(
         session_id=request.path_params["session_id"], admin=principal.user, ip=request_ip(request)
     )
-    return json_response(pairing_session_view(session, now=clock.now()))
+    return view_response(pairing_session_view(session, now=clock.now()))
 
 
 async def cancel(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""Request and response shapes of the JSON APIs: camelCase on the wire, unknown fields refused."""
+"""Request shapes of the JSON APIs (bodies and query strings): camelCase on the wire, unknown
+fields refused. The answers are in `app.api.responses` and `app.edge.views`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from app.models import Kind
+from app.models import Kind, Role
 from app.services import pairing_codes
 
 
@@ -23,6 +24,17 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
     )
+
+
+class CreateUserRequest(ApiModel):
+    email: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+        ),
+    ]
+    password: Annotated[str, Field(min_length=12, max_length=1024)]
+    role: Role
 
 
 class LoginRequest(ApiModel):
@@ -38,17 +50,21 @@ PushToken = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{1,200}$")]
 
 
 class RegisterRequest(ApiModel):
-    code: str
-    code_challenge: Challenge
+    code: str = Field(description="The one-time code; case, spaces and hyphens are ignored.")
+    code_challenge: Challenge = Field(description="The device's own PKCE S256 challenge.")
     label: Label
     platform: Literal["ios", "macos", "ipados"]
     model: ShortText
     os_version: ShortText
     app_version: ShortText
     apns_environment: Literal["sandbox", "production"]
-    capabilities: Annotated[list[str], Field(min_length=1, max_length=16)]
+    capabilities: Annotated[list[str], Field(min_length=1, max_length=16)] = Field(
+        description="Each from the configured set (by default `managed`, `scan`, `push`)."
+    )
     push_token: PushToken | None = None
-    pairing_proof: Verifier | None = None
+    pairing_proof: Verifier | None = Field(
+        None, description="The console proof from the QR code; typed codes have none."
+    )
 
     @field_validator("code")
     @classmethod
@@ -72,20 +88,26 @@ class RegisterRequest(ApiModel):
 
 class PollRequest(ApiModel):
     pairing_id: UUID
-    code_verifier: Verifier
+    code_verifier: Verifier = Field(description="The verifier of the `codeChallenge` sent.")
 
 
 class ApproveRequest(ApiModel):
-    capabilities: Annotated[list[str], Field(min_length=1, max_length=16)] | None = None
+    capabilities: Annotated[list[str], Field(min_length=1, max_length=16)] | None = Field(
+        None, description="A subset of the requested capabilities; all of them when left out."
+    )
 
 
 class DeviceListQuery(ApiModel):
     kind: Kind | None = None
     platform: Literal["ios", "macos", "ipados", "android"] | None = None
     online: bool | None = None
-    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] | None = Field(
+        None, description="Part of the label or the model, any case."
+    )
     include_deregistered: bool = False
-    cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
+    cursor: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        None, description="`nextCursor` of the previous page."
+    )
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 

@@ -54,7 +54,7 @@ async def audit_page(request: Request) -> Response:
         request,
         "audit.html",
         {
-            "events": [audit_view(e) for e in page.items],
+            "events": [audit_view(e).wire() for e in page.items],
             "emails": await accounts.emails_by_id(actors),
             "filters": filters,
             "actions": [action.value for action in ACTIONS],

@@ -12,7 +12,12 @@ from starlette.routing import Route
 
 from app import clock
 from app.edge.access import require_admin, require_reader
-from app.edge.presenters import audit_view, device_view, presence_change_view
+from app.edge.presenters import (
+    audit_view,
+    device_view,
+    device_with_tokens_view,
+    presence_change_view,
+)
 from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
 from app.errors import DomainError
@@ -79,7 +84,7 @@ async def fleet_page(request: Request) -> Response:
         request,
         "devices.html",
         {
-            "devices": [device_view(d, now=now, settings=settings) for d in page.items],
+            "devices": [device_view(d, now=now, settings=settings).wire() for d in page.items],
             "filters": filters,
             "filtered": any(filters.values()),
             "first_page": not query.cursor,
@@ -103,12 +108,13 @@ async def device_page(request: Request) -> Response:
         request,
         "device.html",
         {
-            "device": device_view(
-                device, now=clock.now(), settings=state.settings, with_tokens=True
-            ),
-            "events": [audit_view(e) for e in events],
+            "device": device_with_tokens_view(
+                device, now=clock.now(), settings=state.settings
+            ).wire(),
+            "events": [audit_view(e).wire() for e in events],
             "presence_changes": [
-                presence_change_view(c) for c in await presence.recent_changes(str(device.id))
+                presence_change_view(c).wire()
+                for c in await presence.recent_changes(str(device.id))
             ],
             "refresh_seconds": LIVE_REFRESH_SECONDS,
             "platforms": PLATFORMS,

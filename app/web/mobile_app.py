@@ -30,7 +30,7 @@ async def _devices_context(request: Request, principal: Principal) -> dict[str, 
         owner=principal.user, presence=runtime(request).presence
     )
     return {
-        "devices": [app_device_view(d) for d in devices],
+        "devices": [app_device_view(d).wire() for d in devices],
         "platforms": PLATFORMS,
         "can_write": principal.is_admin,
         "refresh_seconds": LIVE_REFRESH_SECONDS,

@@ -17,6 +17,7 @@ from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
 from app.errors import DomainError
 from app.services import devices, pairing, pairing_approval, pairing_codes
+from app.web.fleet import PLATFORMS
 from app.web.rendering import render
 
 
@@ -29,7 +30,7 @@ async def register_dialog(request: Request) -> Response:
         request,
         "partials/register_dialog.html",
         {
-            "session": pairing_session_view(minted.session, now=clock.now()),
+            "session": pairing_session_view(minted.session, now=clock.now()).wire(),
             "code": pairing_codes.display(minted.code),
             "qr": await qr_svg(minted.pairing_uri, title="Pairing QR code"),
             "pairing_uri": minted.pairing_uri,
@@ -41,7 +42,7 @@ async def register_dialog(request: Request) -> Response:
 
 async def _status(request: Request, session_id: UUID, message: str | None = None) -> Response:
     session = await pairing.get(session_id=session_id)
-    view = pairing_session_view(session, now=clock.now())
+    view = pairing_session_view(session, now=clock.now()).wire()
     if "deviceId" in view:
         view["deviceLabel"] = (await devices.get_device(UUID(view["deviceId"]))).label
     principal = principal_of(request)
@@ -51,6 +52,7 @@ async def _status(request: Request, session_id: UUID, message: str | None = None
         {
             "session": view,
             "message": message,
+            "platforms": PLATFORMS,
             "can_decide": principal is not None
             and principal.is_admin
             and session.created_by_id == principal.user.id,
