@@ -1,5 +1,6 @@
-# The two commands of the README (run, test), and the demo. Each sets up .venv on first use.
-.PHONY: run test demo
+# The two commands of the README (run, test), the demo, and the docs' console screenshots.
+# Each sets up .venv on first use.
+.PHONY: run test demo screenshots
 
 run:
 	@scripts/run
@@ -10,3 +11,6 @@ test:
 demo:
 	@scripts/bootstrap run
 	@.venv/bin/polaris demo
+
+screenshots:
+	@scripts/screenshots

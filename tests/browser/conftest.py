@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.backends import IN_CI
-from tests.harness import ServerProcess, base_env
+from tests.browser.screenshots import ENV_VAR, VIEWPORT, Screenshots
+from tests.harness import REPO_ROOT, ServerProcess, base_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -52,7 +54,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def page(browser: Browser, server: ServerProcess) -> Iterator[Page]:
-    context = browser.new_context(base_url=server.url)
+    context = browser.new_context(base_url=server.url, viewport=VIEWPORT)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -66,3 +68,11 @@ def page(browser: Browser, server: ServerProcess) -> Iterator[Page]:
         context.close()
     # A script error or a CSP violation fails the test that caused it.
     assert errors == [], errors
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Screenshots:
+    configured = os.environ.get(ENV_VAR)
+    directory = REPO_ROOT / configured if configured else tmp_path_factory.mktemp("screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return Screenshots(directory)

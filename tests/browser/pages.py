@@ -103,10 +103,26 @@ class DevicesPage:
     def labels(self) -> list[str]:
         return self.page.locator("[data-testid=fleet] tbody tr td:first-child").all_inner_texts()
 
+    def rows(self) -> Locator:
+        return self.page.get_by_test_id("fleet").locator("tbody tr")
+
+    def row_for(self, label: str) -> Locator:
+        return self.rows().filter(has=self.page.get_by_role("link", name=label, exact=True))
+
 
 @dataclass
 class DevicePage:
     page: Page
+
+    def open(self, device_id: str) -> DevicePage:
+        self.page.goto(f"/admin/devices/{device_id}")
+        return self
+
+    def label(self) -> Locator:
+        return self.page.get_by_test_id("device-label")
+
+    def status(self) -> Locator:
+        return self.page.get_by_test_id("device-state")
 
     def identity(self) -> str:
         return self.page.get_by_test_id("identity").inner_text()
@@ -118,6 +134,18 @@ class DevicePage:
         self.page.once("dialog", lambda confirm: confirm.accept())
         self.page.get_by_test_id("deregister").click()
         expect(self.page.get_by_test_id("device-state")).to_have_text("Deregistered")
+
+
+@dataclass
+class AuditLogPage:
+    page: Page
+
+    def open(self) -> AuditLogPage:
+        self.page.goto("/admin/audit")
+        return self
+
+    def rows(self) -> Locator:
+        return self.page.get_by_test_id("audit").locator("tbody tr")
 
 
 @dataclass
