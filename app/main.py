@@ -27,7 +27,6 @@ from app.edge.middleware import (
     ConsoleCSRFMiddleware,
     SecurityHeadersMiddleware,
 )
-from app.edge.request_metrics import RequestMetricsMiddleware
 from app.edge.runtime import Runtime, runtime
 from app.jobs import JobContext
 from app.logging import configure_logging, get_logger
@@ -46,13 +45,11 @@ API_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/metrics")
 
 def middleware_stack(settings: Settings) -> list[Middleware]:
     """Outermost first."""
-    measured = [Middleware(RequestMetricsMiddleware)] if settings.metrics_enabled else []
     return [
-        # The heartbeats it answers skip every layer below (and count themselves).
+        # The heartbeats it answers skip every layer below (and log and count themselves).
         Middleware(HeartbeatFastPath, settings=settings),
-        *measured,
         Middleware(CorrelationIdMiddleware, header_name="X-Request-ID"),
-        Middleware(AccessLogMiddleware),
+        Middleware(AccessLogMiddleware, metrics=settings.metrics_enabled),
         Middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
         Middleware(

@@ -35,6 +35,7 @@ from loadtests.servers import (
     POSTGRES_URL,
     REDIS_URL,
     Polaris,
+    Server,
     access_log_statuses,
     baseline,
 )
@@ -107,17 +108,7 @@ class Bench:
                     f"  paired {len(self.devices)} devices in {time.monotonic() - started:.1f} s",
                     flush=True,
                 )
-            # Fresh access tokens every round: they live minutes, a benchmark may take longer.
-            write_tokens(self.tokens, asyncio.run(access_tokens(server.base_url, self.devices)))
-            result = self.wrk.run(
-                server.base_url + HEARTBEAT_PATH,
-                HEARTBEAT_SCRIPT,
-                self.tokens,
-                self.args.duration,
-                server.pid,
-            )
-            self.figures.add(HEARTBEAT, result)
-            print(f"  {HEARTBEAT}: {result.per_second:,.0f} req/s", flush=True)
+            self.heartbeats(server, HEARTBEAT)
             if last:
                 self.figures.online = asyncio.run(
                     shows_online(
@@ -137,16 +128,20 @@ class Bench:
     def heartbeat_round_without_metrics(self) -> None:
         """The same heartbeats with METRICS_ENABLED=false: what counting them costs."""
         with self.polaris.serve(metrics=False) as server:
-            write_tokens(self.tokens, asyncio.run(access_tokens(server.base_url, self.devices)))
-            result = self.wrk.run(
-                server.base_url + HEARTBEAT_PATH,
-                HEARTBEAT_SCRIPT,
-                self.tokens,
-                self.args.duration,
-                server.pid,
-            )
-        self.figures.add(HEARTBEAT_NO_METRICS, result)
-        print(f"  {HEARTBEAT_NO_METRICS}: {result.per_second:,.0f} req/s", flush=True)
+            self.heartbeats(server, HEARTBEAT_NO_METRICS)
+
+    def heartbeats(self, server: Server, name: str) -> None:
+        # Fresh access tokens every round: they live minutes, a benchmark may take longer.
+        write_tokens(self.tokens, asyncio.run(access_tokens(server.base_url, self.devices)))
+        result = self.wrk.run(
+            server.base_url + HEARTBEAT_PATH,
+            HEARTBEAT_SCRIPT,
+            self.tokens,
+            self.args.duration,
+            server.pid,
+        )
+        self.figures.add(name, result)
+        print(f"  {name}: {result.per_second:,.0f} req/s", flush=True)
 
     def baseline_round(self, name: str, access_log: bool) -> None:
         log = self.workdir / "baseline.log"

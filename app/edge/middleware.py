@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette_csrf.middleware import CSRFMiddleware
 
 from app.edge.problems import domain_problem, problem
+from app.edge.request_metrics import observe, route_template
 from app.errors import PayloadTooLarge
 from app.logging import DirectLogger
 
@@ -71,16 +72,19 @@ class SecurityHeadersMiddleware:
 
 
 class AccessLogMiddleware:
-    """One line per request: the path without its query string, so nothing secret leaks."""
+    """One line per request: the path without its query string, so nothing secret leaks.
+    With `metrics`, the request is counted too, by its route's template."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: bool = False) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        root_path = str(scope.get("root_path", ""))
         status = 500
 
         async def send_and_note(message: Message) -> None:
@@ -93,6 +97,13 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             log_request(scope, status, started)
+            if self.metrics:
+                observe(
+                    scope["method"],
+                    route_template(scope, root_path),
+                    status,
+                    time.perf_counter() - started,
+                )
 
 
 def log_request(scope: Scope, status: int, started: float) -> None:

@@ -6,11 +6,9 @@ client sent, so neither ids nor probes for paths that do not exist grow the labe
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import Counter
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -56,32 +54,3 @@ def route_template(scope: Scope, root_path: str) -> str:
         # router (static files) answered, and its own paths are its business.
         return UNMATCHED if route.routes else f"{prefix}/{{path}}"
     return f"{prefix}{path}"
-
-
-class RequestMetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        root_path = str(scope.get("root_path", ""))
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            observe(
-                scope["method"],
-                route_template(scope, root_path),
-                status,
-                time.perf_counter() - started,
-            )
