@@ -88,8 +88,10 @@ async def _refresh_keyring(state: Runtime) -> None:
 
 @asynccontextmanager
 async def _background(state: Runtime) -> AsyncIterator[None]:
-    """The keyring refresh, and the jobs when embedded, for as long as the app serves."""
+    """The keyring refresh, the metrics tallies' flush, and the jobs when embedded, for as
+    long as the app serves."""
     keyring_refresh = asyncio.create_task(_refresh_keyring(state))
+    metrics_flush = asyncio.create_task(metrics.flush_tallies_forever())
     scheduler = None
     if state.settings.is_embedded and state.settings.embedded_scheduler:
         scheduler = EmbeddedScheduler(JobContext(state.settings, state.presence))
@@ -97,9 +99,10 @@ async def _background(state: Runtime) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        keyring_refresh.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keyring_refresh
+        for task in (keyring_refresh, metrics_flush):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if scheduler is not None:
             await scheduler.stop()
 

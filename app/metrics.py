@@ -10,6 +10,8 @@ the presence store and the backends and adds them to its answer as they are.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import contextlib
 import os
 import shutil
@@ -86,6 +88,70 @@ SERVING_PROCESSES = Gauge(
 )
 
 
+class RouteTally:
+    """One route's requests, counted here and added to the request counter and the latency
+    histogram in bulk by `flush`.
+
+    On the heartbeat fast path the metrics would otherwise be the most expensive bookkeeping:
+    finding a child by its labels, then a lock per value touched (`Histogram.observe` alone
+    costs about 1.4 µs). Counting into a dict and a list costs a fraction of that.
+    prometheus-client has no bulk observe, so `flush` adds to the histogram child's bucket
+    and sum values itself (its `_buckets` and `_sum`, stable for years; the pinned version is
+    checked against `observe` by the tests). Everything runs on the event loop's thread.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        route: str,
+        *,
+        requests: Counter = HTTP_REQUESTS,
+        durations: Histogram = HTTP_DURATION,
+    ) -> None:
+        self._labels = (method, route)
+        self._requests = requests
+        self._duration = durations.labels(method, route)
+        self._bounds: list[float] = list(self._duration._upper_bounds)
+        self._statuses: dict[int, int] = {}
+        self._buckets = [0] * len(self._bounds)
+        self._sum = 0.0
+        _TALLIES.append(self)
+
+    def observe(self, status: int, seconds: float) -> None:
+        self._statuses[status] = self._statuses.get(status, 0) + 1
+        # The first bucket whose bound is at least `seconds`; the last bound is +Inf.
+        self._buckets[bisect.bisect_left(self._bounds, seconds)] += 1
+        self._sum += seconds
+
+    def flush(self) -> None:
+        statuses, self._statuses = self._statuses, {}
+        buckets, self._buckets = self._buckets, [0] * len(self._bounds)
+        total, self._sum = self._sum, 0.0
+        for status, count in statuses.items():
+            self._requests.labels(*self._labels, str(status)).inc(count)
+        for index, count in enumerate(buckets):
+            if count:
+                self._duration._buckets[index].inc(count)
+        if total:
+            self._duration._sum.inc(total)
+
+
+_TALLIES: list[RouteTally] = []
+FLUSH_EVERY_SECONDS = 1.0
+
+
+def flush_tallies() -> None:
+    for tally in _TALLIES:
+        tally.flush()
+
+
+async def flush_tallies_forever() -> None:
+    """Keep each process's tallies at most a second behind what other workers' scrapes read."""
+    while True:
+        await asyncio.sleep(FLUSH_EVERY_SECONDS)
+        flush_tallies()
+
+
 def multiprocess_directory() -> Path | None:
     # prometheus-client's own switch, not a Polaris setting.
     value = os.environ.get(MULTIPROC_VARIABLE)  # noqa: TID251
@@ -126,6 +192,7 @@ def process_started() -> None:
 def process_stopped() -> None:
     """Forget this process's live gauges, so a scrape stops counting a worker that left."""
     SERVING_PROCESSES.set(0)
+    flush_tallies()
     if multiprocess_directory() is not None:
         multiprocess.mark_process_dead(os.getpid())
 
@@ -159,6 +226,7 @@ class _Readings(Collector):
 def exposition(readings: Iterable[Reading] = ()) -> bytes:
     """The Prometheus text of everything counted, summed over the workers when there are
     several, with `readings` added."""
+    flush_tallies()
     registry = CollectorRegistry()
     directory = multiprocess_directory()
     if directory is not None:

@@ -164,8 +164,13 @@ class Bench:
             first, last = round_number == 1, round_number == self.args.rounds
             if first:
                 print(f"  Polaris ({self.args.backend}): pairing {self.args.devices} devices …")
+            # The run without metrics goes first on even rounds, so neither profits from
+            # always following the other.
+            without_first = self.args.compare_metrics and not first and round_number % 2 == 0
+            if without_first:
+                self.heartbeat_round_without_metrics()
             self.polaris_round(first=first, last=last)
-            if self.args.compare_metrics:
+            if self.args.compare_metrics and not without_first:
                 self.heartbeat_round_without_metrics()
             self.baseline_round(BASELINE_LOGGED, access_log=True)
             self.baseline_round(BASELINE_SILENT, access_log=False)

@@ -28,8 +28,8 @@ from app.api.errors import handler_for
 from app.api.schemas import HeartbeatRequest
 from app.auth.jwt import DEVICE_TOKEN_TYPE, AccessClaims, Keyring
 from app.edge.middleware import log_request, security_headers
-from app.edge.request_metrics import RouteMetrics
 from app.edge.runtime import Runtime, runtime
+from app.metrics import RouteTally
 from app.services import heartbeats
 from app.settings import Settings
 
@@ -45,7 +45,7 @@ class HeartbeatFastPath:
         self._settings = settings
         self._body = orjson.dumps({"nextHeartbeatInSeconds": settings.heartbeat_interval_seconds})
         self._security_headers = security_headers(hsts=settings.cookie_secure)
-        self._metrics = RouteMetrics("POST", PATH) if settings.metrics_enabled else None
+        self._metrics = RouteTally("POST", PATH) if settings.metrics_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _is_heartbeat(scope):

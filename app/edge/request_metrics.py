@@ -6,7 +6,6 @@ client sent, so neither ids nor probes for paths that do not exist grow the labe
 
 from __future__ import annotations
 
-from prometheus_client import Counter
 from starlette.routing import Mount
 from starlette.types import Scope
 
@@ -20,25 +19,6 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
     method = method if method in _METHODS else "OTHER"
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_DURATION.labels(method, route).observe(seconds)
-
-
-class RouteMetrics:
-    """One route's series, bound once: finding a child by its labels costs more than the
-    increment itself, and the heartbeat path counts every microsecond."""
-
-    def __init__(self, method: str, route: str) -> None:
-        self._method = method
-        self._route = route
-        self._duration = HTTP_DURATION.labels(method, route)
-        self._by_status: dict[int, Counter] = {}
-
-    def observe(self, status: int, seconds: float) -> None:
-        counter = self._by_status.get(status)
-        if counter is None:
-            counter = HTTP_REQUESTS.labels(self._method, self._route, str(status))
-            self._by_status[status] = counter
-        counter.inc()
-        self._duration.observe(seconds)
 
 
 def route_template(scope: Scope, root_path: str) -> str:
