@@ -133,27 +133,17 @@ class Bench:
     def heartbeats(self, server: Server, name: str) -> None:
         # Fresh access tokens every round: they live minutes, a benchmark may take longer.
         write_tokens(self.tokens, asyncio.run(access_tokens(server.base_url, self.devices)))
-        result = self.wrk.run(
-            server.base_url + HEARTBEAT_PATH,
-            HEARTBEAT_SCRIPT,
-            self.tokens,
-            self.args.duration,
-            server.pid,
-        )
-        self.figures.add(name, result)
-        print(f"  {name}: {result.per_second:,.0f} req/s", flush=True)
+        self.measure(server.base_url + HEARTBEAT_PATH, server.pid, name)
 
     def baseline_round(self, name: str, access_log: bool) -> None:
         log = self.workdir / "baseline.log"
         with baseline(self.polaris.pinning, log, access_log=access_log) as server:
             # The echo gets the very requests the heartbeat got: same script, same tokens.
-            result = self.wrk.run(
-                server.base_url + "/echo",
-                HEARTBEAT_SCRIPT,
-                self.tokens,
-                self.args.duration,
-                server.pid,
-            )
+            self.measure(server.base_url + "/echo", server.pid, name)
+
+    def measure(self, url: str, pid: int, name: str) -> None:
+        """One wrk run of the heartbeat requests against `url`, kept under `name`."""
+        result = self.wrk.run(url, HEARTBEAT_SCRIPT, self.tokens, self.args.duration, pid)
         self.figures.add(name, result)
         print(f"  {name}: {result.per_second:,.0f} req/s", flush=True)
 
