@@ -43,6 +43,12 @@ class AccessClaims:
     scope: tuple[str, ...]
     expires_at: int
     raw: dict[str, Any]
+    # When the signing key's grace period ends, if it is retiring: from then on the token is
+    # refused even by a server whose periodic keyring refresh has not run yet (or failed).
+    key_retires_at: int | None = None
+
+    def usable(self, now: int) -> bool:
+        return now < self.expires_at and (self.key_retires_at is None or now < self.key_retires_at)
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,16 @@ class Keyring:
     """Signs with the newest key; verifies with every published one."""
 
     def __init__(
-        self, *, signing: dict[str, Any], published: list[dict[str, Any]], issuer: str
+        self,
+        *,
+        signing: dict[str, Any],
+        published: list[dict[str, Any]],
+        issuer: str,
+        retiring: dict[str, int] | None = None,
     ) -> None:
         self.issuer = issuer
+        # kid -> the second its grace period ends, for the published keys being retired.
+        self._retiring = dict(retiring or {})
         self._signing = OKPKey.import_key(signing)
         self._published = [dict(k) for k in published]
         self._verifying = KeySet([OKPKey.import_key(k) for k in published])
@@ -121,13 +134,16 @@ class Keyring:
             self._verified[cache_key] = cached
         if now >= cached.expires_at:
             raise InvalidAccessToken("expired")
+        if cached.key_retires_at is not None and now >= cached.key_retires_at:
+            # Refused as it is once the keyring refresh has dropped the key: not a valid token.
+            raise InvalidAccessToken("retired")
         return cached
 
     def already_verified(self, raw: str, *, token_type: str, now: int) -> AccessClaims | None:
-        """The claims of a token `verify` accepted before and that has not expired since;
+        """The claims of a token `verify` accepted before, not expired nor its key retired since;
         None for anything else. Never verifies a signature."""
         cached = self._verified.get((token_type, raw))
-        if cached is None or now >= cached.expires_at:
+        if cached is None or not cached.usable(now):
             return None
         return cached
 
@@ -163,6 +179,7 @@ class Keyring:
             scope=tuple(str(claims.get("scope", "")).split()),
             expires_at=int(claims["exp"]),
             raw=claims,
+            key_retires_at=self._retiring.get(str(token.header.get("kid"))),
         )
 
 

@@ -49,7 +49,10 @@ async def load_keyring(settings: Settings) -> Keyring:
         keys = await SigningKey.filter(live).order_by("-created_at", "-id")
     private = orjson.loads(_fernet(settings).decrypt(keys[0].private_key.encode()))
     return Keyring(
-        signing=private, published=[k.public_jwk for k in keys], issuer=settings.public_base_url
+        signing=private,
+        published=[k.public_jwk for k in keys],
+        issuer=settings.public_base_url,
+        retiring={k.id: int(k.retires_at.timestamp()) for k in keys if k.retires_at is not None},
     )
 
 
