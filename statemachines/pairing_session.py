@@ -30,11 +30,11 @@ class PairingSessionMachine(LifecycleMachine):
     redeem = s.minted.to(s.redeemed, validators="ensure_before_deadline")
     claim = s.minted.to(s.pending_approval, validators="ensure_before_deadline")
     approve = s.pending_approval.to(s.redeemed, validators="ensure_before_deadline")
-    reject = s.pending_approval.to(s.rejected)
+    reject = s.pending_approval.to(s.rejected, validators="ensure_before_deadline")
     expire = s.minted.to(s.expired, validators="ensure_deadline_reached") | s.pending_approval.to(
         s.expired, validators="ensure_deadline_reached"
     )
-    cancel = s.minted.to(s.cancelled)
+    cancel = s.minted.to(s.cancelled, validators="ensure_before_deadline")
     # A wrong console proof (minted) or device verifier (pending_approval) counts against
     # the session; the service fires `burn` once the count reaches the limit.
     burn = s.minted.to(s.burned, validators="ensure_attempts_exhausted") | s.pending_approval.to(

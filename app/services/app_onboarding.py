@@ -131,6 +131,7 @@ async def cancel(*, session_id: UUID, admin: User, ip: str | None) -> PairingSes
             session,
             PairingSessionMachine,
             "cancel",
+            now=now,
             changes={"resolved_at": now},
             entry=session_entry(
                 AuditAction.APP_QR_CANCELLED,
@@ -139,7 +140,7 @@ async def cancel(*, session_id: UUID, admin: User, ip: str | None) -> PairingSes
                 reason="admin",
             ),
         )
-    except StaleState:
+    except (StaleState, DeadlinePassed):
         raise Conflict("This QR code is no longer valid.") from None
 
 
@@ -159,6 +160,7 @@ async def cancel_for_console_session(*, console_session: ConsoleSession, ip: str
                 session,
                 PairingSessionMachine,
                 "cancel",
+                now=now,
                 changes={"resolved_at": now},
                 entry=session_entry(
                     AuditAction.APP_QR_CANCELLED,

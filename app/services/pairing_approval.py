@@ -208,17 +208,17 @@ async def _decide(
 ) -> PairingSession:
     session = await _session_for_admin(session_id, admin)
     now = clock.now()
-    if effective_state(session, now) == PairingState.expired:
-        raise refusals.refusal(refusals.DECIDE, PairingState.expired)
     try:
         return await fire(
             session,
             PairingSessionMachine,
             event,
+            now=now,
+            where={"expires_at__gt": now},
             changes={"resolved_at": now},
             entry=session_entry(action, session, audit.Actor.user(admin.id, ip)),
         )
-    except StaleState:
+    except (StaleState, DeadlinePassed):
         await session.refresh_from_db()
         raise refusals.refusal(refusals.DECIDE, effective_state(session, now)) from None
 

@@ -71,7 +71,7 @@ async def test_forbidden_event_changes_nothing() -> None:
 async def test_stale_row_loses_and_rolls_back_its_audit() -> None:
     session = await _minted_session()
     stale_copy = await PairingSession.get(id=session.id)
-    await fire(session, PairingSessionMachine, "cancel")
+    await fire(session, PairingSessionMachine, "cancel", now=clock.now())
     with pytest.raises(StaleState):
         await fire(
             stale_copy,
