@@ -26,6 +26,7 @@ from app.edge.middleware import (
     BodyLimitMiddleware,
     ConsoleCSRFMiddleware,
     SecurityHeadersMiddleware,
+    security_headers,
 )
 from app.edge.runtime import Runtime, runtime
 from app.jobs import JobContext
@@ -74,6 +75,26 @@ def _answered_by_edge(api_handler: Handler) -> Handler:
         return await handle_web_error(request, exc)
 
     return handler
+
+
+def _with_security_headers(handler: Handler, *, hsts: bool) -> Handler:
+    raw = security_headers(hsts=hsts)
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        present = {name for name, _ in response.raw_headers}
+        response.raw_headers.extend(h for h in raw if h[0] not in present)
+        return response
+
+    return answer
+
+
+def exception_handlers(settings: Settings) -> dict[type[Exception], Handler]:
+    handlers = {exc: _answered_by_edge(h) for exc, h in API_EXCEPTION_HANDLERS.items()}
+    # Starlette runs the `Exception` handler in its outermost layer, outside
+    # SecurityHeadersMiddleware: without this a 500 goes out with none of the headers.
+    handlers[Exception] = _with_security_headers(handlers[Exception], hsts=settings.cookie_secure)
+    return handlers
 
 
 async def _refresh_keyring(state: Runtime) -> None:
@@ -151,9 +172,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[route for group in GROUPS for route in group.mounted()],
         middleware=middleware_stack(settings),
-        exception_handlers={
-            exc: _answered_by_edge(handler) for exc, handler in API_EXCEPTION_HANDLERS.items()
-        },
+        exception_handlers=exception_handlers(settings),
         lifespan=lifespan,
     )
     app.state.settings = settings
