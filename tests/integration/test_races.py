@@ -117,6 +117,18 @@ async def race(attempts: list[Callable[[], Awaitable[httpx.Response]]]) -> list[
     return list(await asyncio.gather(*tasks))
 
 
+async def race_creating_one_device(
+    tally: Tally, attempts: list[Callable[[], Awaitable[httpx.Response]]]
+) -> list[httpx.Response]:
+    """`race`, noting how many devices it created: exactly one must be."""
+    before = await Device.all().count()
+    responses = await race(attempts)
+    created = await Device.all().count() - before
+    tally.rows[created] += 1
+    assert created == 1, tally.line()
+    return responses
+
+
 def _created(response: httpx.Response) -> bool:
     return response.status_code == 201
 
@@ -130,18 +142,15 @@ async def test_one_scanner_code_redeemed_by_many_qr_scans(
 ) -> None:
     for _ in range(TRIALS):
         minted = await admin.api.mint_code()
-        devices_before = await Device.all().count()
-        responses = await race(
+        responses = await race_creating_one_device(
+            tally,
             [
                 partial(device_client.post, REGISTER, json=scan_body(minted.pairing_uri))
                 for _ in range(RACERS)
-            ]
+            ],
         )
-        created = await Device.all().count() - devices_before
-        tally.rows[created] += 1
 
         assert tally.record(responses, _created) == 1, tally.line()
-        assert created == 1, tally.line()
 
 
 async def test_one_typed_code_polled_by_many(
@@ -154,13 +163,11 @@ async def test_one_typed_code_polled_by_many(
         assert claimed.status_code == 202, claimed.text
         await admin.api.approve(minted.pairing_session_id)
         body = poll_body(claimed.json()["pairingId"], pkce)
-        devices_before = await Device.all().count()
-        responses = await race([partial(device_client.post, POLL, json=body)] * RACERS)
-        created = await Device.all().count() - devices_before
-        tally.rows[created] += 1
+        responses = await race_creating_one_device(
+            tally, [partial(device_client.post, POLL, json=body)] * RACERS
+        )
 
         assert tally.record(responses, _created) == 1, tally.line()
-        assert created == 1, tally.line()
 
 
 async def test_one_admin_app_qr_token_exchanged_by_many(
@@ -223,21 +230,28 @@ async def test_approve_racing_reject(
         assert winner.json()["state"] == decided
 
 
-async def _exchange_and_heartbeat(
-    device_client: httpx.AsyncClient, device: Credentials, access: str
-) -> list[Callable[[], Awaitable[httpx.Response]]]:
-    """Racers of a device still in use: half trade its credentials, half heartbeat."""
-    exchange = partial(device_client.post, TOKEN, json=device.wire())
-    beat = partial(device_client.post, HEARTBEAT, json={}, headers=bearer(access))
-    return [exchange if i % 2 else beat for i in range(RACERS - 1)]
-
-
-async def _never_again(
-    device_client: httpx.AsyncClient, device: Credentials, responses: list[httpx.Response]
+async def race_the_end(
+    ending: Callable[[], Awaitable[httpx.Response]],
+    ended_with: int,
+    device: Credentials,
+    device_client: httpx.AsyncClient,
+    device_api: DeviceApi,
+    tally: Tally,
 ) -> None:
-    """Once the ending request has answered, nothing issued in the race works any more."""
+    """`ending` (a deregistration, a revocation) against a device still in use: half the
+    other racers trade its credentials, half heartbeat. Once `ending` has answered,
+    nothing issued in the race works any more."""
+    access = bearer((await device_api.access_token(device)).token)
+    exchange = partial(device_client.post, TOKEN, json=device.wire())
+    beat = partial(device_client.post, HEARTBEAT, json={}, headers=access)
+    responses = await race([ending, *(exchange if i % 2 else beat for i in range(RACERS - 1))])
+
+    assert tally.record(responses[:1], lambda r: r.status_code == ended_with) == 1, responses[
+        0
+    ].text
+    tally.note(responses[1:])
     assert (await device_client.post(TOKEN, json=device.wire())).status_code == 401
-    for response in responses:
+    for response in responses[1:]:
         if response.request.url.path == TOKEN and _ok(response):
             late = bearer(response.json()["accessToken"])
             assert (await device_client.post(HEARTBEAT, json={}, headers=late)).status_code == 401
@@ -252,16 +266,9 @@ async def test_deregister_racing_token_exchanges_and_heartbeats(
 ) -> None:
     for _ in range(TRIALS):
         device = await pair()
-        access = (await device_api.access_token(device)).token
         deregister = f"/api/v1/admin/devices/{device.device_id}"
-        racers = await _exchange_and_heartbeat(device_client, device, access)
         ending = partial(admin.client.delete, deregister, headers=admin.write_headers())
-        responses = await race([ending, *racers])
-
-        assert responses[0].status_code == 204, responses[0].text
-        tally.record(responses[:1], lambda r: r.status_code == 204)
-        tally.note(responses[1:])
-        await _never_again(device_client, device, responses[1:])
+        await race_the_end(ending, 204, device, device_client, device_api, tally)
 
 
 async def test_revoke_racing_token_exchanges(
@@ -273,14 +280,8 @@ async def test_revoke_racing_token_exchanges(
 ) -> None:
     for _ in range(TRIALS):
         device = await pair()
-        access = (await device_api.access_token(device)).token
         detail = await admin.api.device(device.device_id)
         token_id = next(t["tokenId"] for t in detail["tokens"] if t["state"] == "active")
         revoke = f"/api/v1/admin/devices/{device.device_id}/tokens/{token_id}/revoke"
-        racers = await _exchange_and_heartbeat(device_client, device, access)
         ending = partial(admin.client.post, revoke, headers=admin.write_headers())
-        responses = await race([ending, *racers])
-
-        assert tally.record(responses[:1], _ok) == 1, responses[0].text
-        tally.note(responses[1:])
-        await _never_again(device_client, device, responses[1:])
+        await race_the_end(ending, 200, device, device_client, device_api, tally)
