@@ -40,25 +40,20 @@ def _authorise(request: Request, state: Runtime) -> None:
         raise NotAuthenticated("Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.")
 
 
+def _backend_up(backend: str, answered: bool) -> Reading:
+    return Reading(
+        "polaris_backend_up",
+        "Whether a backend answered this scrape's check (1) or not (0).",
+        float(answered),
+        {"backend": backend},
+    )
+
+
 async def _readings(state: Runtime) -> list[Reading]:
     window = timedelta(seconds=state.settings.heartbeat_online_window_seconds)
-    readings = [
-        Reading(
-            "polaris_backend_up",
-            "Whether a backend answered this scrape's check (1) or not (0).",
-            float(await database_ok()),
-            {"backend": "database"},
-        ),
-    ]
+    readings = [_backend_up("database", await database_ok())]
     if state.redis is not None:
-        readings.append(
-            Reading(
-                "polaris_backend_up",
-                "Whether a backend answered this scrape's check (1) or not (0).",
-                float(await redis_ok(state.redis)),
-                {"backend": "redis"},
-            )
-        )
+        readings.append(_backend_up("redis", await redis_ok(state.redis)))
     try:
         online = await state.presence.count_seen_since((clock.now() - window).timestamp())
     except Exception as exc:
