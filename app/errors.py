@@ -62,6 +62,18 @@ class RateLimited(DomainError):
         self.retry_after = max(1, retry_after)
 
 
+class IdempotencyKeyInFlight(DomainError):
+    code = "idempotency_key_in_flight"
+    default_message = (
+        "A request with this Idempotency-Key is still being answered; retry in a moment."
+    )
+
+
+class IdempotencyKeyReuse(DomainError):
+    code = "idempotency_key_reuse"
+    default_message = "This Idempotency-Key was sent with a different request; use a new key."
+
+
 class Unavailable(DomainError):
     code = "unavailable"
     default_message = "A backing service is unavailable; try again shortly."

@@ -59,6 +59,7 @@ async def cleanup(context: JobContext) -> int:
         app_devices=deleted.app_devices,
         refresh_tokens=deleted.refresh_tokens,
         qr_codes=deleted.qr_codes,
+        idempotent_answers=deleted.idempotent_answers,
     )
     return deleted.total
 

@@ -111,10 +111,24 @@ class Settings(BaseSettings):
         default="20/10minutes", description="Failed code redemptions allowed per client address."
     )
     redeem_failures_global: str = Field(
-        default="1000/minute", description="Failed code redemptions allowed over all clients."
+        default="200/minute",
+        description="Failed code redemptions allowed over all clients. While it is spent, typed "
+        "codes are refused and scanned codes still pair; `polaris brute-force-odds` prints "
+        "what it allows.",
     )
     pairing_poll_interval_seconds: int = Field(
         default=5, gt=0, description="How often a device waiting for approval may poll."
+    )
+    idempotency_ttl_seconds: int = Field(
+        default=300,
+        gt=0,
+        description="How long an `Idempotency-Key` answer is kept (encrypted) for a retry.",
+    )
+    rotation_race_window_seconds: int = Field(
+        default=10,
+        ge=0,
+        description="A rotated-out credential presented this soon after its rotation answers "
+        "409 (audited) instead of revoking the device as a stolen copy.",
     )
     max_request_bytes: int = Field(
         default=16 * 1024, gt=0, description="Larger request bodies are refused (413)."

@@ -28,7 +28,12 @@ from simulator.protocol import (
     device_http_clients,
 )
 from simulator.scanner import SimulatedScanner
-from simulator.scenarios import SCENARIOS, ScenarioContext, ScenarioFailed
+from simulator.scenarios import (
+    ROTATION_RACE_WINDOW,
+    SCENARIOS,
+    ScenarioContext,
+    ScenarioFailed,
+)
 from simulator.state import DEFAULT_PATH, StateFile, StateFileError, StoredDevice
 
 T = TypeVar("T")
@@ -329,7 +334,9 @@ def fleet(
         raise typer.Exit(1)
 
 
-async def _scenarios(options: Options, names: list[str], online_window: float) -> list[str]:
+async def _scenarios(
+    options: Options, names: list[str], online_window: float, race_window: float
+) -> list[str]:
     failed: list[str] = []
     async with (
         _admin(options) as admin,
@@ -339,6 +346,7 @@ async def _scenarios(options: Options, names: list[str], online_window: float) -
             client,
             _need_admin(admin),
             online_window=online_window,
+            race_window=race_window,
             log=lambda line: out.print(line, highlight=False),
         )
         for name in names:
@@ -363,6 +371,9 @@ def scenario(
     online_window: Annotated[
         float, typer.Option(help="The server's HEARTBEAT_ONLINE_WINDOW_SECONDS.")
     ] = 90.0,
+    race_window: Annotated[
+        float, typer.Option(help="The server's ROTATION_RACE_WINDOW_SECONDS.")
+    ] = ROTATION_RACE_WINDOW,
 ) -> None:
     """Run named scenarios (QR, typed, rotation, misbehaviours) and check the admin's view."""
     options: Options = ctx.obj
@@ -376,7 +387,7 @@ def scenario(
         err.print(f"[red]Unknown scenario[/red] {', '.join(unknown)}; run `scenario` to list.")
         raise typer.Exit(2)
     try:
-        failed = _run(_scenarios(options, chosen, online_window))
+        failed = _run(_scenarios(options, chosen, online_window, race_window))
     except (ProblemError, httpx.HTTPError) as exc:
         raise _fail(exc) from None
     if failed:

@@ -102,6 +102,14 @@ class Conflict(ProblemError):
     code = "conflict"
 
 
+class IdempotencyKeyInFlight(ProblemError):
+    code = "idempotency_key_in_flight"
+
+
+class IdempotencyKeyReuse(ProblemError):
+    code = "idempotency_key_reuse"
+
+
 class UnsupportedMediaType(ProblemError):
     code = "unsupported_media_type"
 
@@ -138,6 +146,8 @@ _BY_CODE: dict[str, type[ProblemError]] = {
         Forbidden,
         NotFound,
         Conflict,
+        IdempotencyKeyInFlight,
+        IdempotencyKeyReuse,
         UnsupportedMediaType,
         PayloadTooLarge,
         RateLimited,

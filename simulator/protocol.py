@@ -12,6 +12,7 @@ import hashlib
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ import orjson
 
 from simulator.problems import (
     AuthorizationPending,
+    IdempotencyKeyInFlight,
     ProblemError,
     SlowDown,
     TokenExpired,
@@ -36,9 +38,13 @@ PUSH_TOKEN = "/api/devices/push-token"
 ROTATE = "/api/devices/credentials/rotate"
 JWKS = "/.well-known/jwks.json"
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 USER_AGENT = "polaris-sim/1.0"
 VERIFIER_PATTERN = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+# Retries of a request sent with an Idempotency-Key, after a network error: 0.5, 1, 2 s.
+RETRIES = 3
+RETRY_DELAY = 0.5
 # RFC 8628 §3.5: each slow_down adds five seconds to the polling interval.
 SLOW_DOWN_STEP = 5.0
 
@@ -227,11 +233,20 @@ def _dumps(body: Any) -> bytes:
 class DeviceApi:
     """Stateless calls of the device API; a `DeviceSession` keeps the tokens."""
 
-    def __init__(self, client: httpx.AsyncClient, *, max_in_flight: int | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        max_in_flight: int | None = None,
+        retries: int = RETRIES,
+        retry_delay: float = RETRY_DELAY,
+    ) -> None:
         self.client = client
         # httpx's pool scans every waiting request on each change, so thousands queued in it
         # cost quadratic CPU; waiting here instead keeps its queue empty.
         self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+        self.retries = retries
+        self.retry_delay = retry_delay
 
     async def _send(
         self,
@@ -240,17 +255,32 @@ class DeviceApi:
         body: Any = None,
         *,
         bearer: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        headers = dict(JSON_HEADERS)
+        sent = {**JSON_HEADERS, **(headers or {})}
         if bearer is not None:
-            headers["Authorization"] = f"Bearer {bearer}"
+            sent["Authorization"] = f"Bearer {bearer}"
         content = _dumps(body) if body is not None else None
         if self._gate is None:
-            response = await self.client.request(method, path, content=content, headers=headers)
+            response = await self.client.request(method, path, content=content, headers=sent)
         else:
             async with self._gate:
-                response = await self.client.request(method, path, content=content, headers=headers)
+                response = await self.client.request(method, path, content=content, headers=sent)
         return raise_for_problem(response)
+
+    async def _send_idempotent(self, method: str, path: str, body: Any) -> httpx.Response:
+        """Send with a fresh `Idempotency-Key`, and send again with the same key when the
+        network fails or the first attempt is still being answered: a lost answer (new
+        credentials, say) is then answered again instead of acted on twice."""
+        headers = {IDEMPOTENCY_KEY: str(uuid.uuid4())}
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._send(method, path, body, headers=headers)
+            except (httpx.TransportError, IdempotencyKeyInFlight):
+                if attempt == self.retries:
+                    raise
+            await asyncio.sleep(self.retry_delay * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def register(
         self, *, code: str, pkce: PkcePair, fields: DeviceFields, proof: str | None = None
@@ -258,7 +288,7 @@ class DeviceApi:
         body = {"code": code, "codeChallenge": pkce.challenge, **fields.wire()}
         if proof is not None:
             body["pairingProof"] = proof
-        answer = (await self._send("POST", REGISTER, body)).json()
+        answer = (await self._send_idempotent("POST", REGISTER, body)).json()
         if answer.get("status") == "pending_approval":
             return PendingPairing(
                 pairing_id=str(answer["pairingId"]),
@@ -289,7 +319,7 @@ class DeviceApi:
 
     async def poll(self, pairing_id: str, verifier: str) -> Credentials:
         body = {"pairingId": pairing_id, "codeVerifier": verifier}
-        return Credentials.from_wire((await self._send("POST", POLL, body)).json())
+        return Credentials.from_wire((await self._send_idempotent("POST", POLL, body)).json())
 
     async def wait_for_approval(
         self,
@@ -358,7 +388,8 @@ class DeviceApi:
         await self._send("PUT", PUSH_TOKEN, body, bearer=raw)
 
     async def rotate(self, credentials: Credentials) -> Credentials:
-        return Credentials.from_wire((await self._send("POST", ROTATE, credentials.wire())).json())
+        answer = await self._send_idempotent("POST", ROTATE, credentials.wire())
+        return Credentials.from_wire(answer.json())
 
     async def jwks(self) -> dict[str, Any]:
         keys: dict[str, Any] = (await self._send("GET", JWKS)).json()

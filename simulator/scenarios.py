@@ -10,7 +10,8 @@ import asyncio
 import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +19,14 @@ import httpx
 
 from simulator import misbehaviour
 from simulator.admin import AdminApi, DeviceView, MintedCode
+from simulator.network import LossyNetwork
 from simulator.problems import ProblemError
 from simulator.profiles import identity
-from simulator.protocol import DeviceApi, PendingPairing
+from simulator.protocol import REGISTER, ROTATE, USER_AGENT, DeviceApi, PendingPairing
 from simulator.scanner import DeviceLost, SimulatedScanner
 
-# The server's grace for a device retrying its own rotation; after it, reuse means theft.
+# The server's grace for a device retrying its own rotation (ROTATION_RACE_WINDOW_SECONDS);
+# after it, reuse means theft.
 ROTATION_RACE_WINDOW = 10.0
 PRESENCE_PROPAGATION = 2.0
 
@@ -40,6 +43,8 @@ class ScenarioContext:
     admin: AdminApi
     # The server's HEARTBEAT_ONLINE_WINDOW_SECONDS: how long silence takes to show offline.
     online_window: float = 90.0
+    # The server's ROTATION_RACE_WINDOW_SECONDS.
+    race_window: float = ROTATION_RACE_WINDOW
     profile: str = "iphone-14"
     log: Callable[[str], None] = lambda _: None
     run_id: str = field(default_factory=lambda: secrets.token_hex(3).upper())
@@ -49,9 +54,25 @@ class ScenarioContext:
     def api(self) -> DeviceApi:
         return DeviceApi(self.device_client)
 
-    def scanner(self, profile: str | None = None) -> SimulatedScanner:
+    def scanner(
+        self, profile: str | None = None, *, api: DeviceApi | None = None
+    ) -> SimulatedScanner:
         serial = f"QA-{self.run_id}-{next(self._serials):02d}"
-        return SimulatedScanner(identity(profile or self.profile, serial), self.api)
+        return SimulatedScanner(identity(profile or self.profile, serial), api or self.api)
+
+    @asynccontextmanager
+    async def lossy_network(
+        self, *, retries: int = 6
+    ) -> AsyncIterator[tuple[LossyNetwork, DeviceApi]]:
+        """A device API over a network that can lose answers; it retries with backoff."""
+        network = LossyNetwork()
+        async with httpx.AsyncClient(
+            base_url=self.device_client.base_url,
+            transport=network,
+            headers={"User-Agent": USER_AGENT},
+            timeout=15.0,
+        ) as client:
+            yield network, DeviceApi(client, retries=retries)
 
     def step(self, message: str) -> None:
         self.log(message)
@@ -343,8 +364,8 @@ async def stolen_credentials(ctx: ScenarioContext) -> Facts:
     await phone.heartbeat()
     racing = await misbehaviour.stolen_credentials(thief)
     ctx.refused(racing, 409, "conflict", "the old pair straight after rotating (a racing retry)")
-    ctx.step(f"waiting {ROTATION_RACE_WINDOW:.0f} s: a retry of the rotation itself is no theft")
-    await asyncio.sleep(ROTATION_RACE_WINDOW + 0.5)
+    ctx.step(f"waiting {ctx.race_window:.0f} s: a retry of the rotation itself is no theft")
+    await asyncio.sleep(ctx.race_window + 0.5)
     refusal = await misbehaviour.stolen_credentials(thief)
     ctx.refused(refusal, 401, "token_revoked", "the clone's rotated-out credentials")
     assert phone.session is not None
@@ -354,6 +375,52 @@ async def stolen_credentials(ctx: ScenarioContext) -> Facts:
     actions = {e["action"] for e in await ctx.admin.audit(device_id=phone.device_id)}
     ctx.check("device.token.reuse_detected" in actions, "audited: device.token.reuse_detected")
     return {"deviceId": phone.device_id, "refusal": refusal.code}
+
+
+async def lost_response(ctx: ScenarioContext) -> Facts:
+    """The register answer is lost on its way back; the retry gets the same pair, once."""
+    async with ctx.lossy_network() as (network, api):
+        phone = ctx.scanner(api=api)
+        minted = await ctx.admin.mint_code()
+        network.lose_next_answer(REGISTER)
+        await phone.pair_by_qr(minted.pairing_uri)
+        ctx.check(network.lost_answers == 1, "the first register answer was lost")
+        assert phone.device_id is not None
+        await phone.heartbeat()
+        ctx.check(True, "the credentials of the retry trade for a token that heartbeats")
+        session = await ctx.admin.pairing_session(minted.pairing_session_id)
+        ctx.check(session.get("deviceId") == phone.device_id, "the code paired this device")
+        actions = [e["action"] for e in await ctx.admin.audit(device_id=phone.device_id)]
+        ctx.check(actions.count("device.registered") == 1, "audited: registered once")
+    return {"deviceId": phone.device_id}
+
+
+async def lost_rotation(ctx: ScenarioContext) -> Facts:
+    """The rotate answer is lost, the network stays down past the race window; the retry
+    gets the new pair and nothing is revoked."""
+    async with ctx.lossy_network() as (network, api):
+        phone = ctx.scanner("macbook-air", api=api)
+        await _paired_by_qr(ctx, phone)
+        assert phone.device_id is not None
+        old = phone.credentials
+        outage = ctx.race_window + 0.5
+        network.lose_next_answer(ROTATE, then_down_for=outage)
+        ctx.step(f"the rotate answer is lost, then the network is down for {outage:.1f} s")
+        await phone.rotate()
+        ctx.check(
+            network.lost_answers == 1 and network.refused_requests > 0,
+            "the retries outlasted the outage",
+        )
+        ctx.check(phone.credentials != old, "the retry got the new pair")
+        await phone.heartbeat()
+        ctx.check(True, "the new pair trades for a token that heartbeats")
+        device = await ctx.admin.device(phone.device_id)
+        states = sorted(t["state"] for t in device.get("tokens", []))
+        ctx.check(states == ["active", "rotated"], "one active pair, one rotated: no revocation")
+        actions = [e["action"] for e in await ctx.admin.audit(device_id=phone.device_id)]
+        ctx.check(actions.count("device.token.rotated") == 1, "audited: rotated once")
+        ctx.check("device.token.reuse_detected" not in actions, "no reuse detected")
+    return {"deviceId": phone.device_id}
 
 
 async def garbage(ctx: ScenarioContext) -> Facts:
@@ -396,6 +463,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("replayed-code", replayed_code),
         Scenario("expired-code", expired_code),
         Scenario("stolen-credentials", stolen_credentials),
+        Scenario("lost-response", lost_response),
+        Scenario("lost-rotation", lost_rotation),
         Scenario("garbage", garbage),
     )
 }

@@ -18,6 +18,7 @@ from app.models import (
     ConsoleSession,
     Device,
     DeviceToken,
+    IdempotentAnswer,
     PairingSession,
     PresenceChange,
     SigningKey,
@@ -31,6 +32,7 @@ BACKEND = backends.selected()
 # Children before parents, so foreign keys never block the wipe between tests.
 TABLES = (
     AuditEvent,
+    IdempotentAnswer,
     PresenceChange,
     DeviceToken,
     PairingSession,

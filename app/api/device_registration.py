@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.bodies import parse_body
+from app.api.idempotency import idempotent
 from app.api.responses import PendingApprovalResponse
 from app.api.schemas import PollRequest, RegisterRequest
 from app.edge.presenters import credentials_view
@@ -20,6 +21,7 @@ def _issued(issued: IssuedCredentials) -> Response:
     return view_response(credentials_view(issued), status=201, headers=NO_STORE)
 
 
+@idempotent("register")
 async def register(request: Request) -> Response:
     state = runtime(request)
     body = await parse_body(
@@ -58,6 +60,7 @@ async def register(request: Request) -> Response:
     )
 
 
+@idempotent("poll")
 async def poll(request: Request) -> Response:
     body = await parse_body(request, PollRequest)
     issued = await pairing_approval.poll(

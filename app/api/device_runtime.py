@@ -10,13 +10,14 @@ from starlette.routing import Route
 
 from app import clock
 from app.api.bodies import parse_body
+from app.api.idempotency import idempotent
 from app.api.responses import AccessTokenResponse, HeartbeatResponse, JwksResponse
 from app.api.schemas import CredentialsRequest, HeartbeatRequest, PushTokenRequest
 from app.auth.jwt import DEVICE_AUDIENCE, DEVICE_TOKEN_TYPE
 from app.edge.bearer import require_device
 from app.edge.presenters import credentials_view
 from app.edge.responses import NO_STORE, view_response
-from app.edge.runtime import runtime
+from app.edge.runtime import request_ip, runtime
 from app.services import credentials, heartbeats
 
 
@@ -25,7 +26,11 @@ async def access_token(request: Request) -> Response:
     lifetime = state.settings.access_token_lifetime_seconds
     body = await parse_body(request, CredentialsRequest)
     current = await credentials.exchange(
-        device_token=body.device_token, device_secret=body.device_secret, presence=state.presence
+        device_token=body.device_token,
+        device_secret=body.device_secret,
+        ip=request_ip(request),
+        settings=state.settings,
+        presence=state.presence,
     )
     token, expires_at = state.keyring.sign(
         token_type=DEVICE_TOKEN_TYPE,
@@ -79,6 +84,7 @@ async def push_token(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@idempotent("rotate")
 async def rotate(request: Request) -> Response:
     state = runtime(request)
     body = await parse_body(request, CredentialsRequest)
@@ -86,6 +92,8 @@ async def rotate(request: Request) -> Response:
         device_token=body.device_token,
         device_secret=body.device_secret,
         ttl=timedelta(days=state.settings.device_credential_ttl_days),
+        ip=request_ip(request),
+        settings=state.settings,
         presence=state.presence,
     )
     return view_response(credentials_view(issued), headers=NO_STORE)

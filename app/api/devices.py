@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from app import clock
 from app.api.bodies import parse_query
+from app.api.idempotency import idempotent
 from app.api.responses import DeviceDetailResponse, DeviceListResponse
 from app.api.schemas import DeviceListQuery
 from app.edge.access import require_admin, require_reader
@@ -68,6 +69,7 @@ async def show(request: Request) -> Response:
     )
 
 
+@idempotent("deregister")
 async def deregister(request: Request) -> Response:
     principal = await require_admin(request)
     device_id: UUID = request.path_params["device_id"]

@@ -201,6 +201,27 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {**options[0], **rest}
 
 
+_IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "A fresh random value (a UUID) per request, sent again unchanged on every retry of "
+        "it. A retry of a request already answered gets the same answer (with "
+        "`Idempotent-Replayed: true`) for `IDEMPOTENCY_TTL_SECONDS`; a retry while the first "
+        "is in flight gets `idempotency_key_in_flight`; the key sent with a different request "
+        "gets `idempotency_key_reuse`."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+_REPLAYED: dict[str, Any] = {
+    "Idempotent-Replayed": {
+        "description": "`true` when the answer is the one kept for this `Idempotency-Key`.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
 def _parameters(operation: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = [
         {
@@ -220,6 +241,8 @@ def _parameters(operation: Operation, schemas: _Schemas) -> list[dict[str, Any]]
             if "description" in schema:
                 parameter["description"] = schema.pop("description")
             parameters.append({**parameter, "schema": schema})
+    if operation.idempotent:
+        parameters.append(_IDEMPOTENCY_KEY)
     return parameters
 
 
@@ -259,6 +282,8 @@ def _responses(operation: Operation, schemas: _Schemas) -> dict[str, Any]:
             answer["content"] = {
                 "application/json": {"schema": schemas.ref(model, "serialization")}
             }
+        if operation.idempotent:
+            answer["headers"] = _REPLAYED
         answers[status] = answer
     by_status: dict[int, list[str]] = defaultdict(list)
     for code in sorted(operation.problem_codes()):

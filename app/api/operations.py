@@ -102,6 +102,8 @@ class Operation:
     refusals: frozenset[str] = frozenset()
     # Reads or writes the database or Redis, so a backend outage answers `unavailable`.
     backends: bool = True
+    # Honours `Idempotency-Key` (`app.api.idempotency`).
+    idempotent: bool = False
     description: str = ""
 
     @property
@@ -129,6 +131,8 @@ class Operation:
             codes.add("not_found")
         if self.checks_csrf:
             codes.add("forbidden")
+        if self.idempotent:
+            codes |= {"validation_error", "idempotency_key_in_flight", "idempotency_key_reuse"}
         return frozenset(codes)
 
 
@@ -193,6 +197,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "`POST /api/devices/register/poll` until the minting admin approves. "
             "`capabilities` must come from the configured set."
         ),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -209,6 +214,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "RFC 8628's vocabulary: `authorization_pending` until the admin decides, "
             "`slow_down` when polled faster than `interval`. The credentials are returned once."
         ),
+        idempotent=True,
     ),
     Operation(
         "POST",
@@ -260,6 +266,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "The old pair is `rotated`. Presenting a rotated-out secret again revokes every "
             "credential of the device."
         ),
+        idempotent=True,
     ),
     Operation(
         "GET",
@@ -402,6 +409,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {204: None},
         access=ADMIN,
         refusals=frozenset({"conflict"}),
+        idempotent=True,
     ),
     Operation(
         "POST",

@@ -33,6 +33,14 @@ MEANINGS: dict[str, str] = {
     "not_found": "No such resource.",
     "method_not_allowed": "The path does not take this method.",
     "conflict": "The resource changed, or its state does not allow this; reload and retry.",
+    "idempotency_key_in_flight": (
+        "The request that first sent this `Idempotency-Key` is still being answered; retry "
+        "with the same key in a moment to get its answer."
+    ),
+    "idempotency_key_reuse": (
+        "This `Idempotency-Key` came with a different request (method, path, caller or body); "
+        "a new request needs a new key."
+    ),
     "unsupported_media_type": "Send the body as `application/json`.",
     "payload_too_large": "The body is over the configured request size limit.",
     "rate_limited": "Too many attempts; wait `Retry-After` seconds.",

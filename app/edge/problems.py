@@ -32,6 +32,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "conflict": 409,
+    "idempotency_key_in_flight": 409,
+    "idempotency_key_reuse": 422,
     "unsupported_media_type": 415,
     "payload_too_large": 413,
     "rate_limited": 429,

@@ -5,6 +5,7 @@ from app.models.audit_event import AuditEvent
 from app.models.console_session import ConsoleSession
 from app.models.device import Device
 from app.models.device_token import DeviceToken
+from app.models.idempotent_answer import IdempotentAnswer
 from app.models.kinds import Kind
 from app.models.pairing_session import PairingSession
 from app.models.presence_change import PresenceChange
@@ -17,6 +18,7 @@ __all__ = [
     "ConsoleSession",
     "Device",
     "DeviceToken",
+    "IdempotentAnswer",
     "Kind",
     "PairingSession",
     "PresenceChange",

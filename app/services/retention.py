@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from tortoise.expressions import Q, Subquery
 
 from app.models import ConsoleSession, Device, DeviceToken, Kind, PairingSession
+from app.services import idempotency
 from app.settings import Settings
 from statemachines import PairingState, TokenState
 
@@ -18,10 +19,17 @@ class Deleted:
     app_devices: int
     refresh_tokens: int
     qr_codes: int
+    idempotent_answers: int
 
     @property
     def total(self) -> int:
-        return self.console_sessions + self.app_devices + self.refresh_tokens + self.qr_codes
+        return (
+            self.console_sessions
+            + self.app_devices
+            + self.refresh_tokens
+            + self.qr_codes
+            + self.idempotent_answers
+        )
 
 
 async def cleanup(*, now: datetime, settings: Settings) -> Deleted:
@@ -32,6 +40,7 @@ async def cleanup(*, now: datetime, settings: Settings) -> Deleted:
         app_devices=await _app_devices(now - timedelta(days=settings.app_device_retention_days)),
         refresh_tokens=await _spent_refresh_tokens(now),
         qr_codes=await _dead_qr_codes(now),
+        idempotent_answers=await idempotency.delete_expired(now),
     )
 
 

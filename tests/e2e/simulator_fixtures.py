@@ -19,12 +19,15 @@ SWEEP_EVERY = 1
 CODE_TTL = 4
 # Shorter than the code's life, or an approved typed pairing could never be collected.
 POLL_INTERVAL = 1
+# A device's own retry of a rotation may present the old pair this long.
+RACE_WINDOW = 2
 SHORT_WINDOWS = {
     "HEARTBEAT_ONLINE_WINDOW_SECONDS": str(ONLINE_WINDOW),
     "PRESENCE_SWEEP_EVERY_SECONDS": str(SWEEP_EVERY),
     "EXPIRE_SESSIONS_EVERY_SECONDS": "1",
     "PAIRING_CODE_TTL_SECONDS": str(CODE_TTL),
     "PAIRING_POLL_INTERVAL_SECONDS": str(POLL_INTERVAL),
+    "ROTATION_RACE_WINDOW_SECONDS": str(RACE_WINDOW),
 }
 
 
@@ -39,6 +42,7 @@ class Target:
     admin_password: str = field(repr=False)
     online_window: float = ONLINE_WINDOW
     code_ttl: float = CODE_TTL
+    race_window: float = RACE_WINDOW
 
     def scanner(self, api: DeviceApi, profile: str = "iphone-14") -> SimulatedScanner:
         serial = f"E2E-{secrets.token_hex(4).upper()}"

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow]
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Waits measured in tens of seconds; the library tests cover them already.
-SLOW_SCENARIOS = {"stolen-credentials", "expired-code"}
+SLOW_SCENARIOS = {"expired-code"}
 
 
 def simulator(
@@ -158,10 +158,11 @@ def test_fleet_pairs_heartbeats_stops_and_resumes(target: Target, tmp_path: Path
 
 def test_named_scenarios_pass_through_the_cli(target: Target, tmp_path: Path) -> None:
     names = [name for name in SCENARIOS if name not in SLOW_SCENARIOS]
-    window = str(target.online_window)
-    result = simulator(
-        ["scenario", *names, "--online-window", window], sim_env(target), tmp_path, timeout=120
-    )
+    windows = [
+        *("--online-window", str(target.online_window)),
+        *("--race-window", str(target.race_window)),
+    ]
+    result = simulator(["scenario", *names, *windows], sim_env(target), tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     for name in names:
         assert f"✓ {name} passed" in result.stdout

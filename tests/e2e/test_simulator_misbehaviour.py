@@ -11,7 +11,6 @@ import pytest
 
 from simulator import misbehaviour
 from simulator.misbehaviour import refusal
-from simulator.scenarios import ROTATION_RACE_WINDOW
 from tests.e2e.simulator_fixtures import Target, signed_in
 
 pytestmark = [pytest.mark.slow]
@@ -72,7 +71,7 @@ async def test_clone_with_rotated_out_credentials_cuts_the_device_off(target: Ta
         assert (racing.status, racing.code) == (409, "conflict")
         await phone.heartbeat()
 
-        await asyncio.sleep(ROTATION_RACE_WINDOW + 0.5)
+        await asyncio.sleep(target.race_window + 0.5)
         stolen = await misbehaviour.stolen_credentials(thief)
         assert (stolen.status, stolen.code) == (401, "token_revoked")
         assert phone.session is not None

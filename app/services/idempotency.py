@@ -1,0 +1,122 @@
+"""`Idempotency-Key`: the answer to a request is kept so that a retry of it, after a lost
+response, gets the same answer instead of acting twice.
+
+A key belongs to one operation. The first request claims it with a row that has no answer
+yet; a duplicate arriving meanwhile is refused as in flight, one arriving later with the same
+request is answered from the row, and one with a different request is refused as a reuse of
+the key. Only the request's keyed hash is kept, and the answer is encrypted under
+`SECRET_KEY`: it may carry a fresh credential pair.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from cryptography.fernet import Fernet
+from tortoise.exceptions import IntegrityError
+
+from app import clock
+from app.auth.hashing import keyed_hash, matches
+from app.errors import IdempotencyKeyInFlight, IdempotencyKeyReuse
+from app.models import IdempotentAnswer
+from app.settings import Settings
+
+# A claim without an answer this old belongs to a request that died with its process; a
+# retry may take it over. Longer than any request takes.
+ABANDONED_AFTER = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    # Empty for an answer without a body.
+    body: bytes
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The right to act on a key, held by the first request that sent it."""
+
+    answer_id: UUID
+
+
+def request_digest(settings: Settings, *parts: bytes) -> str:
+    """Keyed hash of what identifies a request (method, path, caller, body)."""
+    mac = hmac.new(settings.secret.encode(), b"polaris-idempotent-request", hashlib.sha256)
+    for part in parts:
+        # Length-prefixed, so no two different requests hash the same parts.
+        mac.update(len(part).to_bytes(8, "big"))
+        mac.update(part)
+    return mac.hexdigest()
+
+
+def _key_hash(settings: Settings, operation: str, key: str) -> str:
+    return keyed_hash(settings.secret, f"idempotency-key:{operation}:{key}")
+
+
+def _fernet(settings: Settings) -> Fernet:
+    digest = hashlib.sha256(b"polaris-idempotent-answers:" + settings.secret.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+async def claim(*, operation: str, key: str, request: str, settings: Settings) -> Claim | Answer:
+    """Claim `key` for this request, or the answer a former request with it already got.
+
+    Raises `IdempotencyKeyReuse` if the key came with a different request, and
+    `IdempotencyKeyInFlight` while the request that claimed it is still being answered.
+    """
+    key_hash = _key_hash(settings, operation, key)
+    now = clock.now()
+    for _ in range(2):
+        try:
+            row = await IdempotentAnswer.create(
+                key_hash=key_hash,
+                request_hash=request,
+                created_at=now,
+                expires_at=now + timedelta(seconds=settings.idempotency_ttl_seconds),
+            )
+            return Claim(row.id)
+        except IntegrityError:
+            existing = await IdempotentAnswer.get_or_none(key_hash=key_hash)
+        if existing is None:
+            continue  # Released or expired between the insert and the read.
+        if existing.expires_at <= now or (
+            existing.status is None and existing.created_at <= now - ABANDONED_AFTER
+        ):
+            # Past its life, or left by a request that died: the key is free again.
+            await IdempotentAnswer.filter(id=existing.id, created_at=existing.created_at).delete()
+            continue
+        if not matches(existing.request_hash, request):
+            raise IdempotencyKeyReuse()
+        if existing.status is None or existing.sealed_body is None:
+            raise IdempotencyKeyInFlight()
+        return Answer(
+            status=existing.status,
+            body=_fernet(settings).decrypt(existing.sealed_body.encode()),
+            media_type=existing.media_type or "",
+        )
+    raise IdempotencyKeyInFlight()
+
+
+async def keep(held: Claim, answer: Answer, *, settings: Settings) -> None:
+    """Keep `answer` for the retries of the request that holds `held`."""
+    await IdempotentAnswer.filter(id=held.answer_id).update(
+        status=answer.status,
+        media_type=answer.media_type,
+        sealed_body=_fernet(settings).encrypt(answer.body).decode(),
+    )
+
+
+async def release(held: Claim) -> None:
+    """Give the key back: the request got no answer worth repeating, a retry acts anew."""
+    await IdempotentAnswer.filter(id=held.answer_id).delete()
+
+
+async def delete_expired(now: datetime) -> int:
+    return await IdempotentAnswer.filter(expires_at__lte=now).delete()
