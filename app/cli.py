@@ -15,9 +15,10 @@ from rich.console import Console
 from tortoise import Tortoise
 
 from app import db, metrics
+from app.auth import guessing
 from app.errors import DomainError
 from app.models import Role
-from app.services import accounts
+from app.services import accounts, app_onboarding, pairing_codes
 from app.settings import ConfigurationError, Settings, load_settings
 
 T = TypeVar("T")
@@ -144,12 +145,68 @@ def serve(
         _migrate(settings)
     shown_host = settings.public_base_url if host in ("0.0.0.0", "::") else f"http://{host}:{port}"  # noqa: S104
     _bootstrap_first_admin(settings, f"{shown_host}/login")
+    _warn_if_guessable(settings)
     out.print(f"Serving on http://{host}:{port} (Ctrl+C to stop)")
     with contextlib.ExitStack() as stack:
         if workers > 1:
             # One scrape answers for every worker (app.metrics).
             stack.enter_context(metrics.shared_by_workers())
         _run_uvicorn(host, port, workers)
+
+
+def _guessing_odds(settings: Settings, live: int) -> list[guessing.GuessingOdds]:
+    return [
+        guessing.typed_code_odds(
+            settings, code_bits=5 * pairing_codes.CODE_LENGTH, live_codes=live
+        ),
+        guessing.app_token_odds(
+            settings, token_bits=8 * app_onboarding.QR_TOKEN_BYTES, live_tokens=live
+        ),
+    ]
+
+
+def _warn_if_guessable(settings: Settings) -> None:
+    for odds in _guessing_odds(settings, live=1):
+        if not odds.meets_goal:
+            err.print(
+                f"[yellow]Warning:[/yellow] with REDEEM_FAILURES_GLOBAL={odds.budget}, a "
+                f"{odds.what} is guessed within its life with probability 2^{odds.log2:.1f}, "
+                f"above the 2^-{guessing.GOAL_BITS} aimed for (see `polaris brute-force-odds`).",
+                soft_wrap=True,
+            )
+
+
+@cli.command("brute-force-odds")
+def brute_force_odds(
+    live: Annotated[
+        int, typer.Option(min=1, help="Secrets of each kind alive at the same moment.")
+    ] = 1,
+) -> None:
+    """Print how likely a guessed code or QR token is to hit a live one, from the configured
+    budgets; exits 1 if either is above 2^-32."""
+    settings = _settings()
+    goal = f"at most 2^-{guessing.GOAL_BITS}"
+    out.print(f"Guessing a live secret within its life ({goal} aimed for):", highlight=False)
+    for odds in _guessing_odds(settings, live):
+        rows = {
+            "secret": f"{odds.bits} bits",
+            "budget": f"{odds.budget} over all clients: {odds.allowed} per {odds.window_seconds} s",
+            "life": f"{odds.lifetime_seconds} s, {odds.live} alive at once",
+            "guesses per life": f"at most {odds.guesses:,}",
+            "probability": f"2^{odds.log2:.1f} = {float(odds.probability):.3g}",
+            f"goal ({goal})": "met" if odds.meets_goal else "NOT MET",
+        }
+        out.print(f"\n{odds.what}", highlight=False)
+        for name, value in rows.items():
+            out.print(f"  {name:<24}{value}", highlight=False, soft_wrap=True)
+    out.print()
+    out.print(
+        "A typed code that is guessed reaches pending approval only; a scanned code also "
+        "needs its 256-bit console proof.",
+        soft_wrap=True,
+    )
+    if not all(odds.meets_goal for odds in _guessing_odds(settings, live)):
+        raise typer.Exit(1)
 
 
 def _run_uvicorn(host: str, port: int, workers: int) -> None:
@@ -243,11 +300,9 @@ def worker(
     ] = None,
 ) -> None:
     """Run background jobs under arq (needs REDIS_URL); any number of workers may run."""
-    from arq.worker import run_worker
-
     _settings()
     try:
-        from app.worker import WorkerSettings
+        from app.worker import run
     except ConfigurationError as exc:
         err.print(f"[red]Configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -255,7 +310,7 @@ def worker(
         metrics.serve_on_port(metrics_port)
         out.print(f"Job metrics on port {metrics_port} at /metrics")
     out.print("Worker running the scheduled jobs (Ctrl+C to stop)")
-    run_worker(WorkerSettings)
+    run()
 
 
 def main() -> None:

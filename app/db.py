@@ -5,11 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate as run_migrations
 
 MODELS_MODULE = "app.models"
 MIGRATIONS_MODULE = "app.models.migrations"
+
+# What a request meets when its database connection was dropped (a restarted or failed-over
+# server, `pg_terminate_backend`) or cannot be opened. Tortoise passes these through
+# untranslated; the pool replaces the dead connection, so the next request succeeds.
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,
+    # Terminated by an administrator, or the server shutting down or still starting.
+    asyncpg.exceptions.OperatorInterventionError,
+    # "the underlying connection is closed", and a pooled connection found dead mid-call.
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

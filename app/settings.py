@@ -112,9 +112,9 @@ class Settings(BaseSettings):
     )
     redeem_failures_global: str = Field(
         default="200/minute",
-        description="Failed code redemptions allowed over all clients. While it is spent, typed "
-        "codes are refused and scanned codes still pair; `polaris brute-force-odds` prints "
-        "what it allows.",
+        description="Code redemptions evaluated over all clients (a success spends one too). "
+        "While it is spent, typed codes are refused and scanned codes still pair; "
+        "`polaris brute-force-odds` prints what it allows.",
     )
     pairing_poll_interval_seconds: int = Field(
         default=5, gt=0, description="How often a device waiting for approval may poll."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
@@ -9,8 +10,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from tortoise.exceptions import DBConnectionError
 
+from app.db import CONNECTION_LOST
 from app.edge.problems import CODE_BY_HTTP_STATUS, domain_problem, problem
 from app.errors import BodyValidationFailed, DomainError
 from app.logging import get_logger
@@ -21,11 +22,24 @@ log = get_logger(__name__)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
+# A key is named back only if it could be a field name: any other key a client sent may be a
+# pasted secret, and error bodies end up in client logs and crash reports.
+_FIELD_NAME = re.compile(r"[A-Za-z_]{1,32}")
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = (
+        str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "(unknown field)"
+        for part in loc
+    )
+    return ".".join(parts) or "body"
+
+
 def validation_problem(exc: ValidationError) -> Response:
     errors = [
         {
             # Pydantic puts the alias (camelCase) in `loc`; that is what the client sent.
-            "field": ".".join(str(part) for part in error["loc"]) or "body",
+            "field": _field(error["loc"]),
             "message": error["msg"],
             "type": error["type"],
         }
@@ -78,7 +92,7 @@ API_EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
     TransitionNotAllowed: handle_transition_refused,
     TransitionRefused: handle_transition_refused,
     RedisError: handle_backend_down,
-    DBConnectionError: handle_backend_down,
+    **dict.fromkeys(CONNECTION_LOST, handle_backend_down),
     Exception: handle_unexpected,
 }
 

@@ -1,7 +1,8 @@
 """Rate limits on the `limits` library: Redis storage when configured, memory otherwise.
 
 Two kinds of budget. Failure budgets (logins, redemptions) are tested before the attempt
-and spent only when it fails, on an exact moving window. Request budgets (heartbeats) count
+and spent only when it fails, on an exact moving window; a budget that bounds guesses is
+taken atomically before the attempt instead (`acquire`). Request budgets (heartbeats) count
 every request with one `hit` on a sliding-window counter: O(1) time and memory per key.
 """
 
@@ -51,6 +52,19 @@ class RateLimiter:
 
     async def spend(self, limit: str, *identifiers: str) -> None:
         await self._limiter.hit(_parse(limit), *identifiers)
+
+    async def acquire(self, limit: str, *identifiers: str) -> bool:
+        """Take one unit of the budget if one is left, in one atomic step.
+
+        `ensure_allowed` then `spend` lets every request that is tested before the first one
+        spends share the last unit; a budget that must bound a count exactly (guesses at a
+        code) is taken here, before the attempt.
+        """
+        return await self._limiter.hit(_parse(limit), *identifiers)
+
+    async def retry_after(self, limit: str, *identifiers: str) -> int:
+        """Whole seconds until the budget has a unit again (at least 1)."""
+        return await self._retry_after(_parse(limit), identifiers)
 
     async def hit(self, limit: str, *identifiers: str) -> None:
         """Count one request against the budget, or raise `RateLimited` once it is spent."""

@@ -27,6 +27,7 @@ class AuditAction(StrEnum):
     DEVICE_TOKEN_REVOKED = "device.token.revoked"
     DEVICE_TOKEN_EXPIRED = "device.token.expired"
     DEVICE_TOKEN_REUSE_DETECTED = "device.token.reuse_detected"
+    DEVICE_TOKEN_REPLAYED_IN_RACE_WINDOW = "device.token.replayed_in_race_window"
 
     APP_QR_GENERATED = "app.qr.generated"
     APP_QR_CANCELLED = "app.qr.cancelled"
@@ -34,5 +35,6 @@ class AuditAction(StrEnum):
     APP_DEVICE_CONNECTED = "app.device.connected"
     APP_DEVICE_REVOKED = "app.device.revoked"
     APP_REFRESH_REUSE_DETECTED = "app.refresh.reuse_detected"
+    APP_REFRESH_REPLAYED_IN_RACE_WINDOW = "app.refresh.replayed_in_race_window"
 
     SIGNING_KEY_ROTATED = "signing_key.rotated"

@@ -1,5 +1,9 @@
 """Many processes: heartbeats batched into one pipelined write every ~100 ms, revocations
-fanned out over pub/sub into each process's memory."""
+fanned out over pub/sub into each process's memory.
+
+While Redis is away, heartbeats wait in memory and revocations are asked of the database;
+both loops retry with backoff and log once when Redis is lost and once when it is back.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from redis.exceptions import RedisError
 from app import clock
 from app.logging import get_logger
 from app.metrics import PRESENCE_FLUSH_LAG
+from app.presence.outage import Outage
 from app.presence.store import PresenceStore, RevocationSource
 
 log = get_logger(__name__)
@@ -21,7 +26,7 @@ log = get_logger(__name__)
 PRESENCE_KEY = "polaris:presence"
 REVOCATION_CHANNEL = "polaris:revocations"
 FLUSH_EVERY_SECONDS = 0.1
-RECONNECT_SECONDS = 1.0
+RETRY_FLOOR_SECONDS = 0.1
 
 
 class RedisPresenceStore(PresenceStore):
@@ -37,6 +42,11 @@ class RedisPresenceStore(PresenceStore):
         self._in_flight: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        # Retried every 2 s at most: how late heartbeats reach Redis, and the revocation
+        # channel is trusted again, once Redis is back.
+        self._flush_outage = Outage("presence_flush")
+        self._listener_outage = Outage("revocation_listener")
+        self._read_outage = Outage("presence_read")
         # Cancelling alone is not enough: a cancellation that lands inside a redis-py call can
         # be swallowed there, and the loop would go round forever while `stop` awaits it.
         self._closing = False
@@ -70,7 +80,15 @@ class RedisPresenceStore(PresenceStore):
         ids = list(device_ids)
         if not ids:
             return {}
-        scores = await self._redis.zmscore(PRESENCE_KEY, ids)
+        try:
+            scores = await self._redis.zmscore(PRESENCE_KEY, ids)
+        except RedisError as exc:
+            # Console pages still load (an admin may need to revoke right now): the
+            # database's copy and this process's own heartbeats stand in for Redis.
+            self._read_outage.failed(exc)
+            scores = [None] * len(ids)
+        else:
+            self._read_outage.succeeded()
         seen = {d: float(s) for d, s in zip(ids, scores, strict=True) if s is not None}
         for unflushed in (self._in_flight, self._pending):
             for device_id in ids:
@@ -122,9 +140,11 @@ class RedisPresenceStore(PresenceStore):
         try:
             await self._redis.zadd(PRESENCE_KEY, batch, gt=True)
         except RedisError as exc:
-            log.warning("presence_flush_failed", error=type(exc).__name__, count=len(batch))
+            self._flush_outage.failed(exc, waiting=len(batch))
             for device_id, at in batch.items():
                 self.record_heartbeat(device_id, at)
+        else:
+            self._flush_outage.succeeded(flushed=len(batch))
         finally:
             self._in_flight = {}
             # Still growing while Redis is away: the batch waits in `_pending` for the next try.
@@ -132,7 +152,7 @@ class RedisPresenceStore(PresenceStore):
 
     async def _flush_forever(self) -> None:
         while not self._closing:
-            await asyncio.sleep(FLUSH_EVERY_SECONDS)
+            await asyncio.sleep(max(FLUSH_EVERY_SECONDS, self._flush_outage.next_delay()))
             await self._flush()
 
     async def _listen_forever(self) -> None:
@@ -143,15 +163,18 @@ class RedisPresenceStore(PresenceStore):
                 # Anything revoked while we were not listening is in the database.
                 await self._load_recent_revocations()
                 self._trusted = True
+                self._listener_outage.succeeded()
                 self._subscribed.set()
                 async for message in pubsub.listen():
                     if message["type"] == "message":
                         self._remember(orjson.loads(message["data"]))
-            except (RedisError, OSError) as exc:
-                log.warning("revocation_listener_lost", error=type(exc).__name__)
+            except Exception as exc:
+                # Redis or the database (the reload) away: either way, retry; meanwhile each
+                # check asks the database.
+                self._listener_outage.failed(exc)
             finally:
                 self._trusted = False
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
             self._subscribed.set()
-            await asyncio.sleep(RECONNECT_SECONDS)
+            await asyncio.sleep(max(RETRY_FLOOR_SECONDS, self._listener_outage.next_delay()))

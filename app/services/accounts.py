@@ -8,6 +8,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app import clock
+from app.auth.hashing import keyed_hash
 from app.auth.passwords import hash_password, password_problem, verify_password
 from app.auth.ratelimit import RateLimiter
 from app.errors import InvalidCredentials, UserAlreadyExists, WeakPassword
@@ -88,7 +89,8 @@ async def sign_in(
 ) -> SignedIn:
     """Failures answer the same whether or not the account exists, in the same time."""
     email = normalise_email(email)
-    account_key = ("login-account", email)
+    # Keyed by a hash: whatever was typed as the email (a password, at times) stays out of Redis.
+    account_key = ("login-account", keyed_hash(settings.secret, f"login-account:{email}"))
     ip_key = ("login-ip", ip or "unknown")
     await limiter.ensure_allowed(settings.login_failures_per_account, *account_key)
     await limiter.ensure_allowed(settings.login_failures_per_ip, *ip_key)
@@ -98,7 +100,8 @@ async def sign_in(
     if not await verify_password(password, usable.password_hash if usable else None):
         await limiter.spend(settings.login_failures_per_account, *account_key)
         await limiter.spend(settings.login_failures_per_ip, *ip_key)
-        log.info("sign_in_failed", email=email, ip=ip)
+        # Never the email as typed: a password typed into the email field is a daily mistake.
+        log.info("sign_in_failed", user_id=str(user.id) if user else None, ip=ip)
         raise InvalidCredentials
     assert usable is not None
 

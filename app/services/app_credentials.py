@@ -32,11 +32,18 @@ from app.errors import (
 from app.models import AuditAction, Device, DeviceToken, Kind, User
 from app.presence import PresenceStore
 from app.services import audit
-from app.services.credential_lookup import find_presented, verdict
+from app.services.credential_lookup import (
+    find_presented,
+    race_window,
+    rotated_seconds_ago,
+    verdict,
+)
 from app.services.revocations import revoke_all_active
 from app.services.transitions import fire
 from app.settings import Settings
-from statemachines import CredentialVerdict, DeviceMachine, DeviceTokenMachine
+from statemachines import CredentialVerdict, DeviceMachine, DeviceTokenMachine, TokenState
+
+_JUST_USED = "This refresh token was just used by another request."
 
 REFRESH_PREFIX = "pxr_"
 ACCESS_TOKEN_LIFETIME_SECONDS = 15 * 60
@@ -88,11 +95,12 @@ async def refresh(
         raise InvalidCredentials("The refresh token is not valid.")
     device = row.device
     now = clock.now()
-    match verdict(row, now):
+    match verdict(row, now, race_window=race_window(settings)):
         case CredentialVerdict.revoked:
             raise TokenRevoked
         case CredentialVerdict.just_rotated:
-            raise Conflict("This refresh token was just used by another request.")
+            await _replayed_in_race_window(row, device, ip, now, settings)
+            raise Conflict(_JUST_USED)
         case CredentialVerdict.reused:
             await _reuse_detected(row, device, ip, presence)
             raise TokenRevoked("This refresh token was already used; the app was signed out.")
@@ -126,10 +134,37 @@ async def refresh(
                 .update(last_ip=ip, last_seen_at=now)
             )
     except StaleState:
-        raise Conflict("This refresh token was just used by another request.") from None
+        # A concurrent refresh rotated it between our read and our write: a replay at once.
+        await row.refresh_from_db()
+        if row.state == TokenState.rotated:
+            await _replayed_in_race_window(row, device, ip, clock.now(), settings)
+        raise Conflict(_JUST_USED) from None
     await presence.publish_revocations([str(row.id)])
     presence.record_heartbeat(str(device.id), now.timestamp())
     return issued
+
+
+async def _replayed_in_race_window(
+    old: DeviceToken, device: Device, ip: str | None, now: datetime, settings: Settings
+) -> None:
+    """A rotated-out refresh token came back inside the race window: most likely the app's
+    own retry, so the connection stays, but a thief's try leaves this row."""
+    await audit.record(
+        audit.Entry(
+            action=AuditAction.APP_REFRESH_REPLAYED_IN_RACE_WINDOW,
+            actor=audit.Actor.device(device.id, ip),
+            target_type="device",
+            target_id=str(device.id),
+            metadata={
+                "deviceId": str(device.id),
+                "deviceName": device.label,
+                "tokenId": str(old.id),
+                "replacedByTokenId": str(old.replaced_by_id) if old.replaced_by_id else None,
+                "rotatedSecondsAgo": rotated_seconds_ago(old, now),
+                "raceWindowSeconds": settings.rotation_race_window_seconds,
+            },
+        )
+    )
 
 
 async def _reuse_detected(
@@ -199,7 +234,8 @@ async def owner_of_access_token(*, device_id: str, token_id: str) -> User:
     if (
         row is None
         or row.device.kind is not Kind.ADMIN_APP
-        or verdict(row, clock.now()) is not CredentialVerdict.valid
+        # Only `valid` passes, so the race window cannot change the answer here.
+        or verdict(row, clock.now(), race_window=timedelta(0)) is not CredentialVerdict.valid
     ):
         raise TokenRevoked("This app's access was revoked; connect it again.")
     owner: User = row.device.owner

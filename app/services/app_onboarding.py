@@ -25,6 +25,7 @@ from app.errors import (
     DomainError,
     InvalidCode,
     NotFound,
+    RateLimited,
     StaleState,
 )
 from app.logging import get_logger
@@ -39,6 +40,9 @@ from app.settings import Settings
 from statemachines import DeadlinePassed, PairingSessionMachine, PairingState
 
 log = get_logger(__name__)
+
+# 256 bits: what ASVS asks of a one-time token (a UUID's 122 are below it).
+QR_TOKEN_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ async def generate_qr(
 ) -> GeneratedQr:
     """A new token; older unexpired ones stay valid until used, cancelled or signed out."""
     now = clock.now()
-    token = new_token()
+    token = new_token(QR_TOKEN_BYTES)
     async with in_transaction() as connection:
         session = await PairingSession.create(
             kind=Kind.ADMIN_APP,
@@ -181,27 +185,36 @@ async def _issuer_signed_in(session: PairingSession, now: datetime, settings: Se
     return not console_sessions.timed_out(console, now, settings)
 
 
+_PER_IP = "app-exchange-ip"
+_GLOBAL = "app-exchange-global"
+
+
 async def _note_failure(
     failure: DomainError,
     session: PairingSession | None,
     ip: str | None,
+    *,
+    conceal: bool,
     limiter: RateLimiter,
     settings: Settings,
-) -> None:
-    await limiter.spend(settings.redeem_failures_per_ip, "app-exchange-ip", ip or "unknown")
-    await limiter.spend(settings.redeem_failures_global, "app-exchange-global")
+) -> DomainError:
+    """Spend the address's budget and record the failure; returns the error to answer."""
+    await limiter.spend(settings.redeem_failures_per_ip, _PER_IP, ip or "unknown")
     if session is None:
         log.info("app_exchange_failed", reason=failure.code, ip=ip)
-        return
-    # A known token coming back (used, expired, signed out) may be a photographed QR code.
-    await audit.record(
-        session_entry(
-            AuditAction.APP_EXCHANGE_FAILED,
-            session,
-            audit.Actor.device(ip=ip),
-            reason=failure.code,
+    else:
+        # A known token coming back (used, expired, signed out) may be a photographed QR code.
+        await audit.record(
+            session_entry(
+                AuditAction.APP_EXCHANGE_FAILED,
+                session,
+                audit.Actor.device(ip=ip),
+                reason=failure.code,
+            )
         )
-    )
+    if conceal:
+        return RateLimited(await limiter.retry_after(settings.redeem_failures_global, _GLOBAL))
+    return failure
 
 
 async def exchange(
@@ -213,10 +226,11 @@ async def exchange(
     settings: Settings,
     presence: PresenceStore,
 ) -> AppTokens:
-    await limiter.ensure_allowed(
-        settings.redeem_failures_per_ip, "app-exchange-ip", ip or "unknown"
-    )
-    await limiter.ensure_allowed(settings.redeem_failures_global, "app-exchange-global")
+    """Every token evaluated takes a unit of the budget over all clients first. A token is
+    256 bits, so even a spent budget lets a genuine QR code connect: past it, only the
+    failures answer 429 (and say nothing about the token)."""
+    await limiter.ensure_allowed(settings.redeem_failures_per_ip, _PER_IP, ip or "unknown")
+    within_budget = await limiter.acquire(settings.redeem_failures_global, _GLOBAL)
     now = clock.now()
     session = await PairingSession.get_or_none(code_hash=_token_hash(token), kind=Kind.ADMIN_APP)
     failure: DomainError | None = None
@@ -229,8 +243,9 @@ async def exchange(
             "The console session that showed this QR code has ended; generate a new one."
         )
     if failure is not None:
-        await _note_failure(failure, session, ip, limiter, settings)
-        raise failure
+        raise await _note_failure(
+            failure, session, ip, conceal=not within_budget, limiter=limiter, settings=settings
+        )
     assert session is not None
     try:
         issued = await _connect(session, details, ip, now, settings)
@@ -238,8 +253,10 @@ async def exchange(
         # Lost the race to another exchange (or a sign-out), or the deadline just passed.
         await session.refresh_from_db()
         failure = refusals.refusal(refusals.APP_EXCHANGE, effective_state(session, now))
-        await _note_failure(failure, session, ip, limiter, settings)
-        raise failure from None
+        # The token was right: the true reason tells its holder nothing new.
+        raise await _note_failure(
+            failure, session, ip, conceal=False, limiter=limiter, settings=settings
+        ) from None
     presence.record_heartbeat(str(issued.device.id), now.timestamp())
     return issued
 

@@ -13,12 +13,17 @@ from datetime import datetime, timedelta
 
 from app.auth.hashing import ABSENT_HASH, matches, sha256_hex
 from app.models import DeviceToken
+from app.settings import Settings
 from statemachines import CredentialVerdict, credential_verdict
 
-# A rotated-out credential seen this soon after its rotation comes from a request that raced
-# the rotation, not from a copy coming back: refused as a conflict, without cutting the
-# device off.
-ROTATION_RACE_WINDOW = timedelta(seconds=10)
+_ABSENT_LOOKUP_ID = "-" * 16
+
+
+def race_window(settings: Settings) -> timedelta:
+    """A rotated-out credential seen this soon after its rotation comes from a request that
+    raced the rotation, not from a copy coming back: refused as a conflict (and audited),
+    without cutting the device off."""
+    return timedelta(seconds=settings.rotation_race_window_seconds)
 
 
 async def find_presented(
@@ -28,9 +33,10 @@ async def find_presented(
     match its hashes. Unknown and wrong answer in the same time: with no row, the hashes
     are compared against a stand-in."""
     match = shape.fullmatch(token)
-    row = None
-    if match:
-        row = await DeviceToken.get_or_none(lookup_id=match.group(1)).select_related("device")
+    # A malformed token is looked up too, under an id no row has (issued ids are hex), so
+    # that its refusal takes the read a well-formed one takes.
+    lookup_id = match.group(1) if match else _ABSENT_LOOKUP_ID
+    row = await DeviceToken.get_or_none(lookup_id=lookup_id).select_related("device")
     token_ok = matches(row.token_hash if row else ABSENT_HASH, sha256_hex(token))
     secret_ok = secret is None or matches(
         row.secret_hash if row else ABSENT_HASH, sha256_hex(secret)
@@ -38,7 +44,7 @@ async def find_presented(
     return row if row is not None and token_ok and secret_ok else None
 
 
-def verdict(row: DeviceToken, now: datetime) -> CredentialVerdict:
+def verdict(row: DeviceToken, now: datetime, *, race_window: timedelta) -> CredentialVerdict:
     """What the row is worth now; its `device` must be loaded."""
     return credential_verdict(
         token_state=row.state,
@@ -46,5 +52,11 @@ def verdict(row: DeviceToken, now: datetime) -> CredentialVerdict:
         expires_at=row.expires_at,
         ended_at=row.ended_at,
         now=now,
-        race_window=ROTATION_RACE_WINDOW,
+        race_window=race_window,
     )
+
+
+def rotated_seconds_ago(row: DeviceToken, now: datetime) -> float:
+    """How long ago a rotated-out row was rotated, for the audit row of its replay."""
+    assert row.ended_at is not None
+    return round((now - row.ended_at).total_seconds(), 3)

@@ -25,10 +25,16 @@ from app.metrics import TOKEN_EXCHANGES
 from app.models import AuditAction, Device, DeviceToken, Kind, User
 from app.presence import PresenceStore
 from app.services import audit
-from app.services.credential_lookup import find_presented, verdict
+from app.services.credential_lookup import (
+    find_presented,
+    race_window,
+    rotated_seconds_ago,
+    verdict,
+)
 from app.services.revocations import revoke_all_active, token_entry
 from app.services.transitions import fire
-from statemachines import CredentialVerdict, DeviceTokenMachine
+from app.settings import Settings
+from statemachines import CredentialVerdict, DeviceTokenMachine, TokenState
 
 TOKEN_PREFIX = "pxd_"
 SECRET_PREFIX = "pxs_"
@@ -149,21 +155,30 @@ async def issue_token(
     return IssuedCredentials(device, token, device_token, device_secret)
 
 
+_ROTATED_CONCURRENTLY = "These credentials were rotated by a concurrent request."
+
+
 async def authenticate(
-    *, device_token: str, device_secret: str, presence: PresenceStore
+    *,
+    device_token: str,
+    device_secret: str,
+    ip: str | None,
+    settings: Settings,
+    presence: PresenceStore,
 ) -> Authenticated:
     """Check a credential pair. Each refusal names why; unknown and wrong answer alike."""
     row = await find_presented(_TOKEN_SHAPE, device_token, device_secret)
     if row is None or row.device.kind is not Kind.SCANNER:
         raise InvalidCredentials("The device credentials are not valid.")
     now = clock.now()
-    match verdict(row, now):
+    match verdict(row, now, race_window=race_window(settings)):
         case CredentialVerdict.valid:
             return Authenticated(row.device, row)
         case CredentialVerdict.just_rotated:
-            raise Conflict("These credentials were rotated by a concurrent request.")
+            await _replayed_in_race_window(row, ip, now, settings)
+            raise Conflict(_ROTATED_CONCURRENTLY)
         case CredentialVerdict.reused:
-            await _reuse_detected(row, presence)
+            await _reuse_detected(row, ip, presence)
             raise TokenRevoked
         case CredentialVerdict.lapsed:
             with contextlib.suppress(StaleState):
@@ -183,13 +198,22 @@ async def authenticate(
 
 
 async def exchange(
-    *, device_token: str, device_secret: str, presence: PresenceStore
+    *,
+    device_token: str,
+    device_secret: str,
+    ip: str | None,
+    settings: Settings,
+    presence: PresenceStore,
 ) -> Authenticated:
     """`authenticate` for an access token, counted by outcome in `polaris_token_exchanges`
     (`issued`, or the refusal's problem code)."""
     try:
         current = await authenticate(
-            device_token=device_token, device_secret=device_secret, presence=presence
+            device_token=device_token,
+            device_secret=device_secret,
+            ip=ip,
+            settings=settings,
+            presence=presence,
         )
     except DomainError as exc:
         TOKEN_EXCHANGES.labels(exc.code).inc()
@@ -198,7 +222,7 @@ async def exchange(
     return current
 
 
-async def _reuse_detected(old: DeviceToken, presence: PresenceStore) -> None:
+async def _reuse_detected(old: DeviceToken, ip: str | None, presence: PresenceStore) -> None:
     """A rotated-out secret came back: someone kept a copy. Cut the device off entirely."""
     now = clock.now()
     async with in_transaction() as connection:
@@ -207,7 +231,7 @@ async def _reuse_detected(old: DeviceToken, presence: PresenceStore) -> None:
             token_entry(
                 AuditAction.DEVICE_TOKEN_REUSE_DETECTED,
                 old,
-                audit.Actor.device(old.device_id),
+                audit.Actor.device(old.device_id, ip),
                 revokedTokenIds=[str(t.id) for t in revoked],
             ),
             using_db=connection,
@@ -215,12 +239,39 @@ async def _reuse_detected(old: DeviceToken, presence: PresenceStore) -> None:
     await presence.publish_revocations(str(t.id) for t in revoked)
 
 
+async def _replayed_in_race_window(
+    old: DeviceToken, ip: str | None, now: datetime, settings: Settings
+) -> None:
+    """A rotated-out pair came back inside the race window: most likely a retry that raced
+    the rotation, so the device keeps its credentials, but a thief's try leaves this row."""
+    await audit.record(
+        token_entry(
+            AuditAction.DEVICE_TOKEN_REPLAYED_IN_RACE_WINDOW,
+            old,
+            audit.Actor.device(old.device_id, ip),
+            replacedByTokenId=str(old.replaced_by_id) if old.replaced_by_id else None,
+            rotatedSecondsAgo=rotated_seconds_ago(old, now),
+            raceWindowSeconds=settings.rotation_race_window_seconds,
+        )
+    )
+
+
 async def rotate(
-    *, device_token: str, device_secret: str, ttl: timedelta, presence: PresenceStore
+    *,
+    device_token: str,
+    device_secret: str,
+    ttl: timedelta,
+    ip: str | None,
+    settings: Settings,
+    presence: PresenceStore,
 ) -> IssuedCredentials:
     """New pair for old: the old one is `rotated` in the same transaction, exactly once."""
     current = await authenticate(
-        device_token=device_token, device_secret=device_secret, presence=presence
+        device_token=device_token,
+        device_secret=device_secret,
+        ip=ip,
+        settings=settings,
+        presence=presence,
     )
     now = clock.now()
     actor = audit.Actor.device(current.device.id)
@@ -252,6 +303,10 @@ async def rotate(
                 using_db=connection,
             )
     except StaleState:
-        raise Conflict("These credentials were rotated by a concurrent request.") from None
+        # A concurrent request rotated it between our read and our write: a replay at once.
+        await current.token.refresh_from_db()
+        if current.token.state == TokenState.rotated:
+            await _replayed_in_race_window(current.token, ip, clock.now(), settings)
+        raise Conflict(_ROTATED_CONCURRENTLY) from None
     await presence.publish_revocations([str(current.token.id)])
     return issued

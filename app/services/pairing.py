@@ -20,7 +20,14 @@ from app import clock
 from app.auth import pkce
 from app.auth.hashing import keyed_hash
 from app.auth.ratelimit import RateLimiter
-from app.errors import DomainError, InvalidCode, NotFound, RateLimited, StaleState
+from app.errors import (
+    DomainError,
+    InvalidCode,
+    InvalidProof,
+    NotFound,
+    RateLimited,
+    StaleState,
+)
 from app.models import AuditAction, Kind, PairingSession, User
 from app.services import audit, pairing_approval, pairing_codes, refusals
 from app.services.credentials import DeviceDetails, IssuedCredentials
@@ -93,17 +100,21 @@ async def mint(*, admin: User, ip: str | None, settings: Settings) -> MintedCode
     raise AssertionError("unreachable")
 
 
+_PER_IP = "redeem-ip"
+_GLOBAL = "redeem-global"
+
+
 async def _note_failure(
     *,
     failure: DomainError,
     session: PairingSession | None,
     ip: str | None,
+    conceal: bool,
     limiter: RateLimiter,
     settings: Settings,
-) -> None:
-    count_refusal(failure)
-    await limiter.spend(settings.redeem_failures_per_ip, "redeem-ip", ip or "unknown")
-    await limiter.spend(settings.redeem_failures_global, "redeem-global")
+) -> DomainError:
+    """Spend the address's budget and audit the failure; returns the error to answer."""
+    await limiter.spend(settings.redeem_failures_per_ip, _PER_IP, ip or "unknown")
     await audit.record(
         audit.Entry(
             action=AuditAction.PAIRING_REDEEM_FAILED,
@@ -113,6 +124,12 @@ async def _note_failure(
             metadata={"reason": failure.code},
         )
     )
+    if conceal:
+        # Past the budget a failure says only "later": whether the code was right stays
+        # unknown, so the attempts the policy still evaluates teach a guesser nothing.
+        failure = RateLimited(await limiter.retry_after(settings.redeem_failures_global, _GLOBAL))
+    count_refusal(failure)
+    return failure
 
 
 async def register(
@@ -125,10 +142,18 @@ async def register(
     limiter: RateLimiter,
     settings: Settings,
 ) -> IssuedCredentials | PendingApproval:
-    """Scanned (valid proof): credentials at once. Typed (no proof): pending approval."""
+    """Scanned (valid proof): credentials at once. Typed (no proof): pending approval.
+
+    Every code evaluated takes a unit of the budget over all clients first, success or
+    not, so the budget bounds the guesses (`app.auth.guessing`). Once it is spent, typed
+    codes are refused unread; a scanned code is still evaluated and pairs when code and
+    proof are right (the proof is 256 bits nobody guesses), and any failure answers 429.
+    """
     try:
-        await limiter.ensure_allowed(settings.redeem_failures_per_ip, "redeem-ip", ip or "unknown")
-        await limiter.ensure_allowed(settings.redeem_failures_global, "redeem-global")
+        await limiter.ensure_allowed(settings.redeem_failures_per_ip, _PER_IP, ip or "unknown")
+        within_budget = await limiter.acquire(settings.redeem_failures_global, _GLOBAL)
+        if not within_budget and proof is None:
+            raise RateLimited(await limiter.retry_after(settings.redeem_failures_global, _GLOBAL))
     except RateLimited as exc:
         count_refusal(exc)
         raise
@@ -142,12 +167,18 @@ async def register(
     elif (state := effective_state(session, now)) != PairingState.minted:
         failure = refusals.refusal(refusals.REDEEM, state)
     elif proof is not None and not pkce.verifier_matches(proof, session.proof_challenge or ""):
-        failure = await count_wrong_proof(session, now)
+        # Past the budget a wrong proof is not counted against the session: the extra write
+        # would tell, by its time, a right code from a wrong one.
+        failure = await count_wrong_proof(session, now) if within_budget else InvalidProof()
     if failure is not None:
-        await _note_failure(
-            failure=failure, session=session, ip=ip, limiter=limiter, settings=settings
+        raise await _note_failure(
+            failure=failure,
+            session=session,
+            ip=ip,
+            conceal=not within_budget,
+            limiter=limiter,
+            settings=settings,
         )
-        raise failure
     assert session is not None
     try:
         if proof is not None:
@@ -168,10 +199,15 @@ async def register(
         # Lost a race, or the deadline passed between the read and the write.
         await session.refresh_from_db()
         failure = refusals.refusal(refusals.REDEEM, effective_state(session, now))
-        await _note_failure(
-            failure=failure, session=session, ip=ip, limiter=limiter, settings=settings
-        )
-        raise failure from None
+        # The code (and any proof) was right: the true reason tells its holder nothing new.
+        raise await _note_failure(
+            failure=failure,
+            session=session,
+            ip=ip,
+            conceal=False,
+            limiter=limiter,
+            settings=settings,
+        ) from None
 
 
 async def _redeem(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app.db import CONNECTION_LOST
 from app.edge.problems import status_for
 from app.errors import DomainError, NotAuthenticated
 from app.logging import get_logger
@@ -43,5 +45,10 @@ async def handle_web_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         message = "There is no page at this address." if exc.status_code == 404 else str(exc.detail)
         return error_page(request, exc.status_code, message)
+    if isinstance(exc, (RedisError, *CONNECTION_LOST)):
+        log.warning("backend_unavailable", path=request.url.path, error=type(exc).__name__)
+        return error_page(
+            request, 503, "The database or Redis is unavailable. Try again in a moment."
+        )
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
     return error_page(request, 500, "The error was logged. Try again in a moment.")

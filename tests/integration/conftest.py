@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from app import clock
 from app.edge.runtime import runtime
 from app.models.user import Role
 from app.presence.redis import RedisPresenceStore
-from app.services.credential_lookup import ROTATION_RACE_WINDOW
+from app.settings import Settings
 from simulator.admin import AdminAppTokens
 from simulator.protocol import Credentials, DeviceApi
 from tests.admin_phone import connect
@@ -65,6 +66,7 @@ def end_credentials(
     admin: SignedInClient,
     device_api: DeviceApi,
     device: Credentials,
+    settings: Settings,
 ) -> EndCredentials:
     """Each way the `device`'s credentials can end, one per parameter."""
 
@@ -75,7 +77,7 @@ def end_credentials(
 
     async def rotate() -> None:
         await device_api.rotate(device)
-        clock.advance(ROTATION_RACE_WINDOW)
+        clock.advance(timedelta(seconds=settings.rotation_race_window_seconds))
 
     async def deregister() -> None:
         await admin.api.deregister(device.device_id)

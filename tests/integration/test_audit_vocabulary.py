@@ -32,8 +32,6 @@ from tests.wire import assert_problem, iso
 A = AuditAction
 LOGOUT = "/api/v1/auth/logout"
 SESSIONS = "/api/v1/admin/pairing-sessions"
-# Past the rotation race window: a rotated-out secret coming back now is a kept copy.
-AFTER_RACE_WINDOW = timedelta(seconds=11)
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,10 @@ class World:
 
     async def admin(self, name: str) -> SignedInClient:
         return await sign_in(self.client, await make_user(email=f"{name}@example.com"))
+
+    def past_race_window(self) -> None:
+        """A rotated-out secret coming back after this is a kept copy."""
+        clock.advance(timedelta(seconds=self.settings.rotation_race_window_seconds + 1))
 
 
 # -- the flows, one per family of actions ----------------------------------------------------
@@ -105,7 +107,9 @@ async def credentials_flow(world: World) -> None:
     access = await device_api.access_token(rotated)
     await device_api.upload_push_token(access, push_token=PUSH_TOKEN, apns_environment="sandbox")
     await device_api.rotate(rotated)
-    clock.advance(AFTER_RACE_WINDOW)
+    raced = await world.device_client.post("/api/devices/token", json=rotated.wire())
+    assert_problem(raced, 409, "conflict")
+    world.past_race_window()
     replayed = await world.device_client.post("/api/devices/token", json=rotated.wire())
     assert_problem(replayed, 401, "token_revoked")
 
@@ -134,7 +138,8 @@ async def admin_app_flow(world: World) -> None:
 
     renewed = await refresh_app(phone, first.json()["refreshToken"])
     assert renewed.status_code == 200, renewed.text
-    clock.advance(AFTER_RACE_WINDOW)
+    assert_problem(await refresh_app(phone, first.json()["refreshToken"]), 409, "conflict")
+    world.past_race_window()
     assert_problem(await refresh_app(phone, first.json()["refreshToken"]), 401, "token_revoked")
 
     second = await connect(admin, phone)
@@ -183,6 +188,7 @@ FAMILIES: dict[str, tuple[Flow, set[AuditAction]]] = {
             A.APP_QR_GENERATED,
             A.APP_DEVICE_CONNECTED,
             A.APP_EXCHANGE_FAILED,
+            A.APP_REFRESH_REPLAYED_IN_RACE_WINDOW,
             A.APP_REFRESH_REUSE_DETECTED,
             A.APP_DEVICE_REVOKED,
             A.APP_QR_CANCELLED,
@@ -197,6 +203,7 @@ FAMILIES: dict[str, tuple[Flow, set[AuditAction]]] = {
             A.DEVICE_TOKEN_ISSUED,
             A.DEVICE_PUSH_TOKEN_UPDATED,
             A.DEVICE_TOKEN_ROTATED,
+            A.DEVICE_TOKEN_REPLAYED_IN_RACE_WINDOW,
             A.DEVICE_TOKEN_REUSE_DETECTED,
             A.DEVICE_TOKEN_REVOKED,
             A.DEVICE_DEREGISTERED,

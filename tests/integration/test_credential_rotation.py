@@ -11,7 +11,7 @@ import pytest
 
 from app import clock
 from app.models import AuditEvent, DeviceToken
-from app.services.credential_lookup import ROTATION_RACE_WINDOW
+from app.settings import Settings
 from simulator.protocol import ROTATE, TOKEN, Credentials, DeviceApi
 from tests.factories import SignedInClient
 from tests.scanner import heartbeat
@@ -134,13 +134,13 @@ class Rotated:
 
 @pytest.fixture
 async def rotated_long_ago(
-    device_client: httpx.AsyncClient, device_api: DeviceApi, device: Credentials
+    device_client: httpx.AsyncClient, device_api: DeviceApi, device: Credentials, settings: Settings
 ) -> Rotated:
     """The device rotated and went on working; its race window is long over."""
     current = await device_api.rotate(device)
     current_access = (await device_api.access_token(current)).token
     assert (await heartbeat(device_client, current_access)).status_code == 200
-    clock.advance(ROTATION_RACE_WINDOW)
+    clock.advance(timedelta(seconds=settings.rotation_race_window_seconds))
     return Rotated(device, current, current_access)
 
 
@@ -194,10 +194,12 @@ async def test_a_reused_rotated_secret_is_audited_as_reuse_by_the_device(
 
 
 @pytest.fixture
-async def rotated_just_now(device_api: DeviceApi, device: Credentials) -> Credentials:
+async def rotated_just_now(
+    device_api: DeviceApi, device: Credentials, settings: Settings
+) -> Credentials:
     """The device rotated a moment ago: a request sent before it may still be in flight."""
     current = await device_api.rotate(device)
-    clock.advance(ROTATION_RACE_WINDOW - timedelta(seconds=1))
+    clock.advance(timedelta(seconds=settings.rotation_race_window_seconds - 1))
     return current
 
 

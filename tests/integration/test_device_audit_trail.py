@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from app import clock
 from app.models import AuditEvent
-from app.services.credential_lookup import ROTATION_RACE_WINDOW
+from app.settings import Settings
 from simulator.protocol import PUSH_TOKEN as PUSH
 from simulator.protocol import TOKEN, Credentials, DeviceApi
 from tests.factories import SignedInClient
@@ -24,6 +25,7 @@ async def test_audit_log_never_holds_a_secret(
     device_api: DeviceApi,
     device: Credentials,
     access_token: str,
+    settings: Settings,
 ) -> None:
     first_access = access_token
     await heartbeat(device_client, first_access)
@@ -36,7 +38,8 @@ async def test_audit_log_never_holds_a_secret(
     assert pushed.status_code == 204
     rotated = await device_api.rotate(device)
     second_access = (await device_api.access_token(rotated)).token
-    clock.advance(ROTATION_RACE_WINDOW)
+    await device_client.post(TOKEN, json=device.wire())  # a replay in the race window
+    clock.advance(timedelta(seconds=settings.rotation_race_window_seconds))
     await device_client.post(TOKEN, json=device.wire())  # a replay: reuse detected
     await device_client.post(TOKEN, json={**rotated.wire(), "deviceSecret": "pxs_guess"})
 
@@ -62,6 +65,7 @@ async def test_audit_log_never_holds_a_secret(
         "device.token.issued",
         "device.push_token.updated",
         "device.token.rotated",
+        "device.token.replayed_in_race_window",
         "device.token.reuse_detected",
     }
     stored = json.dumps([e.metadata for e in events])

@@ -177,9 +177,7 @@ async def test_a_deregistration_retried_gets_its_204_and_only_from_the_same_admi
         second_admin = await sign_in(
             other, await make_user(Role.ADMIN, email="second-admin@example.com")
         )
-        foreign = await other.delete(
-            path, headers={**headers, **second_admin.write_headers()}
-        )
+        foreign = await other.delete(path, headers={**headers, **second_admin.write_headers()})
     assert_problem(foreign, 422, "idempotency_key_reuse")
 
 
@@ -190,7 +188,7 @@ async def test_a_malformed_key_is_refused_before_anything_is_done(
     body = await _scan_body(admin)
 
     answer = await device_client.post(
-        REGISTER, json=body, headers={"Idempotency-Key": key.encode()}
+        REGISTER, json=body, headers=[(b"Idempotency-Key", key.encode())]
     )
 
     assert_problem(answer, 400, "validation_error")
@@ -201,9 +199,7 @@ async def test_answers_are_kept_encrypted_and_keys_only_as_hashes(
     admin: SignedInClient, device_client: httpx.AsyncClient
 ) -> None:
     key = str(uuid.uuid4())
-    answer = await device_client.post(
-        REGISTER, json=await _scan_body(admin), headers=keyed(key)
-    )
+    answer = await device_client.post(REGISTER, json=await _scan_body(admin), headers=keyed(key))
     secret = answer.json()["deviceSecret"]
 
     (row,) = await IdempotentAnswer.all()

@@ -56,3 +56,26 @@ async def test_revoked_credentials_stay_dead_while_redis_is_down(settings: Setti
         assert login.headers["retry-after"] == "5"
         ready = await client.get("/readyz")
         assert ready.status_code == 503
+
+
+async def test_the_console_answers_a_clear_503_page_while_redis_is_down(
+    settings: Settings,
+) -> None:
+    broken = settings.model_copy(update={"redis_url": UNREACHABLE_REDIS})
+    async with _serving(broken) as client:
+        await make_user(Role.ADMIN, email="console-redis-down@example.com")
+        assert (await client.get("/login")).status_code == 200
+        form = {
+            "email": "console-redis-down@example.com",
+            "password": "x" * 12,
+            "next": "/",
+        }
+
+        page = await client.post(
+            "/login", data=form, headers={"X-CSRF-Token": client.cookies["polaris_csrf"]}
+        )
+
+        assert page.status_code == 503
+        assert "text/html" in page.headers["content-type"]
+        assert "Temporarily unavailable" in page.text
+        assert "Traceback" not in page.text

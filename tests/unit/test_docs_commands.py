@@ -23,7 +23,7 @@ from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from app.cli import cli as polaris_cli
-from loadtests import bench
+from loadtests import bench, uniform_answers
 from simulator.__main__ import cli as simulator_cli
 from tests.compose import compose, polaris_services, setting_names
 from tests.docs_commands import Command, commands_on, documented_commands
@@ -151,6 +151,12 @@ EXERCISED: dict[str, tuple[Evidence, ...]] = {
     "python -m loadtests.bench": (
         RunBy("tests/e2e/test_load_tools.py", "test_bench_reports_heartbeats_against_the_echo"),
     ),
+    "python -m loadtests.uniform_answers": (
+        RunBy(
+            "tests/e2e/test_uniform_answers.py",
+            "test_every_refusal_gets_its_own_answer_every_time",
+        ),
+    ),
     "cp": (Static("copies a file of the repository, which must exist"),),
     "export": (Static("sets variables, each a real setting or simulator option"),),
 }
@@ -273,11 +279,11 @@ def _makefile_targets() -> set[str]:
     return set(re.findall(r"^([A-Za-z0-9_.-]+):", text, flags=re.MULTILINE))
 
 
-def _bench_errors(args: tuple[str, ...]) -> list[str]:
+def _argparse_errors(command: Command, parse: Callable[[list[str]], object]) -> list[str]:
     try:
-        bench.parse_args(list(args))
+        parse(list(command.args))
     except SystemExit as exit_:
-        return [f"python -m loadtests.bench refuses {list(args)} (exit {exit_.code})"]
+        return [f"{command.program} refuses {list(command.args)} (exit {exit_.code})"]
     return []
 
 
@@ -294,7 +300,10 @@ PARSERS: dict[str, Callable[[Command], list[str]]] = {
     "polaris-sim": lambda c: click_errors("polaris-sim", c.args),
     "make": lambda c: [f"no make target {t!r}" for t in c.args if t not in _makefile_targets()],
     "docker compose": lambda c: _compose_errors(c.args),
-    "python -m loadtests.bench": lambda c: _bench_errors(c.args),
+    "python -m loadtests.bench": lambda c: _argparse_errors(c, bench.parse_args),
+    "python -m loadtests.uniform_answers": lambda c: _argparse_errors(
+        c, uniform_answers.parse_args
+    ),
     "locust": lambda c: _files_exist(_option_value(c.args, "-f")) if "-f" in c.args else ["no -f"],
     "promtool": lambda c: _files_exist(list(c.args[2:])),
     "cp": lambda c: _files_exist(list(c.args[:1])),
@@ -343,6 +352,7 @@ def test_documented_command_is_run_by_a_test_or_ci(command: Command) -> None:
         "docker compose up -d --scale web=3",
         "docker compose run --rm app create-admn --email you@example.com",
         "python -m loadtests.bench --rounds 0",
+        "python -m loadtests.uniform_answers --requests 0",
         "export POLARIS_SIM_ADMIN_MAIL=admin@example.com",
         "cp .env.sample .env",
         "wget https://polaris.example.com/install.sh",
