@@ -108,6 +108,12 @@ EXERCISED: dict[str, tuple[Evidence, ...]] = {
         ),
     ),
     "polaris rotate-signing-key": (ROTATE_KEY,),
+    "polaris brute-force-odds": (
+        RunBy(
+            "tests/integration/test_brute_force.py",
+            "test_brute_force_odds_prints_the_defaults_odds",
+        ),
+    ),
     "docker compose up": (
         RunBy(
             "tests/e2e/test_compose_topology.py",
