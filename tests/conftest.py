@@ -99,7 +99,8 @@ async def migrated(database_url: str) -> str:
 
 
 @pytest.fixture
-def settings(migrated: str, tmp_path: Path) -> Settings:
+def settings(migrated: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The suite's settings, with the overrides a test passes by indirect parametrize."""
     return Settings(
         database_url=migrated,
         redis_url=BACKEND.redis_url,
@@ -109,7 +110,7 @@ def settings(migrated: str, tmp_path: Path) -> Settings:
         auto_migrate=False,
         embedded_scheduler=False,
         log_json=True,
-    )
+    ).model_copy(update=getattr(request, "param", {}))
 
 
 @pytest.fixture(autouse=True)

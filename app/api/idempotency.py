@@ -28,8 +28,9 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Visible ASCII, as long as Stripe allows: a UUID fits with room to spare.
 _KEY_SHAPE = re.compile(r"[\x21-\x7e]{1,255}")
-# Answers a retry must not get again: a conflict or a rate limit may be over by then.
-_NOT_KEPT = frozenset({409, 429})
+# Answers a retry must not get again: a conflict or a rate limit may be over by then, and
+# a missing or refused credential (or CSRF header) may be put right in the retry.
+_NOT_KEPT = frozenset({401, 403, 409, 429})
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -70,24 +71,30 @@ async def _answer_once(request: Request, endpoint: Endpoint, operation: str, key
             media_type=held.media_type or None,
             headers={**NO_STORE, REPLAYED_HEADER: "true"},
         )
-    try:
-        response = await endpoint(request)
-    except (DomainError, BodyValidationFailed) as exc:
-        # The refusal is the answer: rendered here so that it can be kept like any other.
-        response = await handler_for(exc)(request, exc)
-    except BaseException:
-        await idempotency.release(held)
-        raise
-    if response.status_code >= 500 or response.status_code in _NOT_KEPT:
-        await idempotency.release(held)
-        return response
-    await idempotency.keep(
+    return await idempotency.act_once(
         held,
-        idempotency.Answer(
-            status=response.status_code,
-            body=bytes(response.body),
-            media_type=response.media_type or "",
-        ),
+        lambda: _answered(request, endpoint),
+        lambda response: _answer_of(response) if _is_kept(response) else None,
         settings=settings,
     )
-    return response
+
+
+async def _answered(request: Request, endpoint: Endpoint) -> Response:
+    try:
+        return await endpoint(request)
+    except (DomainError, BodyValidationFailed) as exc:
+        # A refusal is an answer: rendered here so that it can be kept like any other, and
+        # what the service wrote on the way (an audit row, a burn count) is committed.
+        return await handler_for(exc)(request, exc)
+
+
+def _is_kept(response: Response) -> bool:
+    return response.status_code < 500 and response.status_code not in _NOT_KEPT
+
+
+def _answer_of(response: Response) -> idempotency.Answer:
+    return idempotency.Answer(
+        status=response.status_code,
+        body=bytes(response.body),
+        media_type=response.media_type or "",
+    )

@@ -13,12 +13,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from app import clock
 from app.auth.hashing import keyed_hash, matches
@@ -29,6 +32,8 @@ from app.settings import Settings
 # A claim without an answer this old belongs to a request that died with its process; a
 # retry may take it over. Longer than any request takes.
 ABANDONED_AFTER = timedelta(seconds=60)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +91,64 @@ async def claim(*, operation: str, key: str, request: str, settings: Settings) -
             existing = await IdempotentAnswer.get_or_none(key_hash=key_hash)
         if existing is None:
             continue  # Released or expired between the insert and the read.
-        if existing.expires_at <= now or (
-            existing.status is None and existing.created_at <= now - ABANDONED_AFTER
-        ):
-            # Past its life, or left by a request that died: the key is free again.
-            await IdempotentAnswer.filter(id=existing.id, created_at=existing.created_at).delete()
+        if existing.expires_at <= now:
+            await IdempotentAnswer.filter(id=existing.id, expires_at__lte=now).delete()
+            continue
+        if existing.status is None and existing.created_at <= now - ABANDONED_AFTER:
+            # Left by a request whose process died: the key is free again, unless its answer
+            # was kept since the read.
+            await IdempotentAnswer.filter(
+                id=existing.id, status__isnull=True, created_at__lte=now - ABANDONED_AFTER
+            ).delete()
             continue
         if not matches(existing.request_hash, request):
             raise IdempotencyKeyReuse()
         if existing.status is None or existing.sealed_body is None:
             raise IdempotencyKeyInFlight()
-        return Answer(
-            status=existing.status,
-            body=_fernet(settings).decrypt(existing.sealed_body.encode()),
-            media_type=existing.media_type or "",
-        )
+        try:
+            body = _fernet(settings).decrypt(existing.sealed_body.encode())
+        except InvalidToken:
+            # Sealed under a SECRET_KEY since replaced: no answer to give, the key is free.
+            await IdempotentAnswer.filter(id=existing.id).delete()
+            continue
+        return Answer(status=existing.status, body=body, media_type=existing.media_type or "")
     raise IdempotencyKeyInFlight()
+
+
+async def act_once(
+    held: Claim,
+    act: Callable[[], Awaitable[T]],
+    answer_of: Callable[[T], Answer | None],
+    *,
+    settings: Settings,
+) -> T:
+    """Run `act` for the request holding `held`, and keep its answer (`answer_of` says what
+    is worth keeping) in the same transaction as everything `act` writes: a retry can never
+    find the work done and the answer missing. If `act` fails, its writes are rolled back
+    and the key is released for a retry to act anew; so is it after an answer not kept."""
+    try:
+        async with in_transaction():
+            try:
+                outcome = await act()
+            except Exception as exc:
+                raise _RolledBack(exc) from exc
+            answer = answer_of(outcome)
+            if answer is not None:
+                await keep(held, answer, settings=settings)
+    except _RolledBack as rolled_back:
+        await release(held)
+        raise rolled_back.error from None
+    # A failed commit leaves the claim in place: whether the work was committed is unknown,
+    # so a retry waits for the claim to be abandoned rather than act at once.
+    if answer is None:
+        await release(held)
+    return outcome
+
+
+class _RolledBack(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
 
 
 async def keep(held: Claim, answer: Answer, *, settings: Settings) -> None:

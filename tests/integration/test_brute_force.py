@@ -21,7 +21,6 @@ import pytest
 from starlette.applications import Starlette
 
 from app.models import AuditEvent, Device
-from app.settings import Settings
 from simulator.protocol import POLL, REGISTER, TOKEN, PkcePair
 from tests.admin_phone import exchange, generate
 from tests.factories import SignedInClient, mint_code
@@ -38,12 +37,6 @@ PROXY = "10.0.0.2"
 
 # A client calling from the given address.
 At = Callable[[str], AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-@pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The suite's settings, with the overrides a test passes (indirect parametrize)."""
-    return settings.model_copy(update=getattr(request, "param", {}))
 
 
 def budgets(**overrides: object) -> pytest.MarkDecorator:

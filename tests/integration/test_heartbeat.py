@@ -10,19 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
 from simulator.protocol import HEARTBEAT, Credentials, DeviceApi
 from tests.factories import PairScanner, SignedInClient
 from tests.scanner import bearer, heartbeat
 from tests.wire import assert_problem
 
 pytestmark = pytest.mark.usefixtures("presence_tasks_end_before_shutdown")
-
-
-@pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The suite's settings, with the overrides a test passes (indirect parametrize)."""
-    return settings.model_copy(update=getattr(request, "param", {}))
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from tortoise import connections
 
 from app.api.heartbeat_fast_path import HeartbeatFastPath
 from app.edge.runtime import runtime
-from app.settings import Settings
 from simulator.protocol import Credentials, DeviceApi
 from tests.backends import selected
 from tests.factories import SignedInClient
@@ -24,11 +23,6 @@ HEARTBEAT = "/api/devices/heartbeat"
 BODY = {"appVersion": "2.5.0", "osVersion": "17.6", "batteryLevel": 0.42}
 # Headers that differ between any two responses, whichever layer answers.
 PER_RESPONSE = {"x-request-id", "retry-after"}
-
-
-@pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    return settings.model_copy(update=getattr(request, "param", {}))
 
 
 def stable_headers(response: httpx.Response) -> dict[str, str]:

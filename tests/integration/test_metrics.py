@@ -28,12 +28,6 @@ pytestmark = pytest.mark.usefixtures("presence_tasks_end_before_shutdown")
 METRICS_TOKEN = "metrics-token-for-the-scraper-0123456789"
 
 
-@pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The suite's settings, with the overrides a test passes (indirect parametrize)."""
-    return settings.model_copy(update=getattr(request, "param", {}))
-
-
 async def scrape(client: httpx.AsyncClient, token: str | None = None) -> Scrape:
     headers = bearer(token) if token else {}
     response = await client.get("/metrics", headers=headers)

@@ -16,7 +16,6 @@ import pytest
 
 from app import clock
 from app.models import AuditEvent
-from app.settings import Settings
 from simulator.admin import AdminAppTokens
 from simulator.protocol import ROTATE, TOKEN, Credentials, DeviceApi
 from tests.admin_phone import PHONE_IP, refresh
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.usefixtures("presence_tasks_end_before_shutdown")
 
 DEVICE_REPLAY = "device.token.replayed_in_race_window"
 APP_REPLAY = "app.refresh.replayed_in_race_window"
-
-
-@pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The suite's settings, with the overrides a test passes (indirect parametrize)."""
-    return settings.model_copy(update=getattr(request, "param", {}))
 
 
 def window(seconds: int) -> pytest.MarkDecorator:

@@ -44,12 +44,6 @@ PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 CSRF_REFUSAL = "Missing or invalid CSRF token (X-CSRF-Token header)."
 
 
-@pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The suite's settings, changed by a test's indirect parameter."""
-    return settings.model_copy(update=getattr(request, "param", {}))
-
-
 def walk(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[RouteKey]:
     """(method, path template) of every endpoint, Mounts followed; anything else fails."""
     for route in routes:
