@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from app.edge.text import NUL_REFUSED, has_nul
 from app.models import Kind, Role
 from app.services import pairing_codes
 
@@ -24,6 +25,14 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul_characters(cls, value: object) -> object:
+        # PostgreSQL text cannot hold U+0000: refused here, it would fail in the database.
+        if has_nul(value):
+            raise ValueError(NUL_REFUSED)
+        return value
 
 
 class CreateUserRequest(ApiModel):
@@ -129,7 +138,8 @@ class CredentialsRequest(ApiModel):
 class HeartbeatRequest(ApiModel):
     app_version: ShortText | None = None
     os_version: ShortText | None = None
-    battery_level: Annotated[float, Field(ge=0, le=1)] | None = None
+    # Strict: a number, as documented; lax parsing would take `false` or `"0.5"` too.
+    battery_level: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
 
 
 class PushTokenRequest(ApiModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -20,6 +20,7 @@ from app.edge.presenters import (
 )
 from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
+from app.edge.text import NUL_REFUSED, has_nul
 from app.errors import DomainError
 from app.models import Kind
 from app.services import audit, devices, presence
@@ -33,6 +34,13 @@ PLATFORMS = {"ios": "iOS", "ipados": "iPadOS", "macos": "macOS", "android": "And
 
 class FleetQuery(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, values: object) -> object:
+        if has_nul(values):
+            raise ValueError(NUL_REFUSED)
+        return values
 
     q: str = ""
     platform: str = ""

@@ -80,3 +80,27 @@ async def test_unknown_page_is_a_friendly_html_404(client: httpx.AsyncClient) ->
     assert response.status_code == 404
     assert "text/html" in response.headers["content-type"]
     assert "Page not found" in response.text
+
+
+async def test_a_nul_character_in_a_form_or_a_search_is_refused_not_a_server_error(
+    client: httpx.AsyncClient,
+) -> None:
+    # PostgreSQL cannot store U+0000: it must never reach the database.
+    await make_user(Role.ADMIN)
+    token = await _csrf(client)
+    headers = {"X-CSRF-Token": token, "HX-Request": "true"}
+
+    sign_in = await client.post(
+        "/login", data={"email": "admin@\x00example.com", "password": "x"}, headers=headers
+    )
+    assert sign_in.status_code == 400
+    assert "Enter your email and password." in sign_in.text
+
+    signed_in = await client.post(
+        "/login",
+        data={"email": "admin@example.com", "password": DEFAULT_PASSWORD, "next": "/"},
+        headers=headers,
+    )
+    assert signed_in.status_code in (200, 204, 303), signed_in.text
+    search = await client.get("/admin/devices", params={"q": "dock\x00"})
+    assert search.status_code == 200
