@@ -13,6 +13,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CAPABILITIES = ("managed", "scan", "push")
+# Seconds between delivery attempts, in the spirit of Standard Webhooks: about a day in all.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+
+
+class CloneResponse(StrEnum):
+    FLAG = "flag"
+    REVOKE = "revoke"
 
 
 class Environment(StrEnum):
@@ -139,6 +146,37 @@ class Settings(BaseSettings):
         description="Reverse proxies in front whose `X-Forwarded-For` entries are believed.",
     )
 
+    credential_expiry_notice_days: int = Field(
+        default=14,
+        gt=0,
+        description="`device.token.expiring` is sent for credentials expiring this soon.",
+    )
+    credential_rotate_after: float = Field(
+        default=2 / 3,
+        gt=0,
+        lt=1,
+        description="Share of the credentials' life after which heartbeats tell the device "
+        "to rotate (`rotateAfterIso`).",
+    )
+    clone_response: CloneResponse = Field(
+        default=CloneResponse.FLAG,
+        description="When one credential pair is used from two app installs: `flag` the "
+        "device, or `revoke` its credentials as well.",
+    )
+    webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=DEFAULT_WEBHOOK_RETRY_SCHEDULE,
+        description="Seconds between webhook delivery attempts, comma-separated; an endpoint "
+        "failing through all of them is disabled.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long one webhook delivery attempt may take."
+    )
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description="Allow webhook URLs on loopback and private addresses (link-local and "
+        "cloud metadata addresses are refused always).",
+    )
+
     # Background jobs (DESIGN §9): how often each runs, in seconds.
     expire_sessions_every_seconds: int = Field(
         default=5, gt=0, description="Job interval: expire pairing sessions past their TTL."
@@ -148,6 +186,14 @@ class Settings(BaseSettings):
     )
     last_seen_flush_every_seconds: int = Field(
         default=15, gt=0, description="Job interval: copy heartbeat times to the database."
+    )
+    webhook_delivery_every_seconds: int = Field(
+        default=2, gt=0, description="Job interval: send the webhook deliveries that are due."
+    )
+    credential_expiry_every_seconds: int = Field(
+        default=86400,
+        gt=0,
+        description="Job interval: send `device.token.expiring` for credentials near expiry.",
     )
     cleanup_every_seconds: int = Field(
         default=3600, gt=0, description="Job interval: delete what has outlived its retention."
@@ -184,6 +230,20 @@ class Settings(BaseSettings):
     def _split_capabilities(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _positive_delays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("a comma-separated list of seconds, each 0 or more")
         return value
 
     @field_validator("metrics_token", mode="before")

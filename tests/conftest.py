@@ -19,10 +19,14 @@ from app.models import (
     Device,
     DeviceToken,
     IdempotentAnswer,
+    OutboxEvent,
+    PairingAttempt,
     PairingSession,
     PresenceChange,
     SigningKey,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from app.services import signing_keys
 from app.settings import Settings
@@ -31,6 +35,10 @@ from tests import backends
 BACKEND = backends.selected()
 # Children before parents, so foreign keys never block the wipe between tests.
 TABLES = (
+    WebhookDelivery,
+    WebhookEndpoint,
+    OutboxEvent,
+    PairingAttempt,
     AuditEvent,
     IdempotentAnswer,
     PresenceChange,

@@ -40,6 +40,8 @@ class Device(Model):
     reported_online = fields.BooleanField(default=False)
     last_ip = fields.CharField(max_length=64, null=True)
     deleted_at = fields.DatetimeField(null=True, db_index=True)
+    # Set when one credential pair was used from two app installs (`device.clone_suspected`).
+    clone_suspected_at = fields.DatetimeField(null=True)
 
     tokens: fields.ReverseRelation[DeviceToken]
 

@@ -30,6 +30,11 @@ class DeviceToken(Model):
     expires_at = fields.DatetimeField()
     ended_at = fields.DatetimeField(null=True)
     replaced_by_id = fields.UUIDField(null=True)
+    # The `installationId` of the app install that first used this pair: a second one means
+    # the pair was copied to another install.
+    installation_id = fields.CharField(max_length=64, null=True)
+    # When `device.token.expiring` was sent for this pair, so it is sent once.
+    expiry_notified_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "device_tokens"

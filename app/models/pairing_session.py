@@ -12,6 +12,7 @@ from statemachines import PairingState
 if TYPE_CHECKING:
     from app.models.console_session import ConsoleSession
     from app.models.device import Device
+    from app.models.pairing_attempt import PairingAttempt
     from app.models.user import User
 
 
@@ -50,6 +51,8 @@ class PairingSession(Model):
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(db_index=True)
     resolved_at = fields.DatetimeField(null=True)
+
+    attempts: fields.ReverseRelation[PairingAttempt]
 
     class Meta:
         table = "pairing_sessions"
