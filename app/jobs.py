@@ -15,7 +15,7 @@ from app import clock
 from app.logging import get_logger
 from app.metrics import JOB_DURATION, JOB_FAILURES, JOB_RUNS
 from app.presence import PresenceStore
-from app.services import pairing_sessions, presence, retention
+from app.services import credential_expiry, pairing_sessions, presence, retention, webhooks
 from app.settings import Settings
 
 log = get_logger(__name__)
@@ -50,6 +50,13 @@ async def flush_last_seen(context: JobContext) -> int:
     return written
 
 
+async def notify_expiring_credentials(context: JobContext) -> int:
+    sent = await credential_expiry.notify_expiring(now=clock.now(), settings=context.settings)
+    if sent:
+        log.info("credential_expiry_notices_sent", count=sent)
+    return sent
+
+
 async def cleanup(context: JobContext) -> int:
     """Delete what has outlived its use; the audit log is never touched."""
     deleted = await retention.cleanup(now=clock.now(), settings=context.settings)
@@ -60,8 +67,23 @@ async def cleanup(context: JobContext) -> int:
         refresh_tokens=deleted.refresh_tokens,
         qr_codes=deleted.qr_codes,
         idempotent_answers=deleted.idempotent_answers,
+        webhook_events=deleted.webhook_events,
     )
     return deleted.total
+
+
+async def dispatch_webhooks(context: JobContext) -> int:
+    made = await webhooks.dispatch(clock.now(), context.settings)
+    if made:
+        log.info("webhooks_dispatched", deliveries=made)
+    return made
+
+
+async def deliver_webhooks(context: JobContext) -> int:
+    attempted = await webhooks.deliver_due(clock.now(), context.settings)
+    if attempted:
+        log.info("webhooks_delivered", attempts=attempted)
+    return attempted
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,5 +114,12 @@ def schedules(settings: Settings) -> list[Schedule]:
         ),
         Schedule("sweep_presence", sweep_presence, settings.presence_sweep_every_seconds),
         Schedule("flush_last_seen", flush_last_seen, settings.last_seen_flush_every_seconds),
+        Schedule(
+            "notify_expiring_credentials",
+            notify_expiring_credentials,
+            settings.credential_expiry_every_seconds,
+        ),
         Schedule("cleanup", cleanup, settings.cleanup_every_seconds),
+        Schedule("dispatch_webhooks", dispatch_webhooks, settings.webhook_delivery_every_seconds),
+        Schedule("deliver_webhooks", deliver_webhooks, settings.webhook_delivery_every_seconds),
     ]

@@ -10,6 +10,8 @@ from app.logging import get_logger
 
 log = get_logger(__name__)
 
+FIRST_RUN_WITHIN_SECONDS = 60
+
 
 class EmbeddedScheduler:
     def __init__(self, context: JobContext) -> None:
@@ -30,8 +32,12 @@ class EmbeddedScheduler:
                 await task
 
     async def _every(self, schedule: Schedule) -> None:
+        # An hourly or daily job also runs a minute after start: a server restarted more often
+        # than that would otherwise never run it.
+        wait = min(schedule.every_seconds, FIRST_RUN_WITHIN_SECONDS)
         while True:
-            await asyncio.sleep(schedule.every_seconds)
+            await asyncio.sleep(wait)
+            wait = schedule.every_seconds
             try:
                 await schedule.run_once(self._context)
             except Exception:

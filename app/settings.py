@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long one webhook delivery attempt may take."
     )
+    webhook_retention_days: int = Field(
+        default=30,
+        gt=0,
+        description="Webhook events whose deliveries are all settled are deleted by cleanup "
+        "this long after they happened, with their delivery log.",
+    )
     webhook_allow_private_networks: bool = Field(
         default=False,
         description="Allow webhook URLs on loopback and private addresses (link-local and "

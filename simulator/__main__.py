@@ -31,6 +31,7 @@ from simulator.scanner import SimulatedScanner
 from simulator.scenarios import (
     ROTATION_RACE_WINDOW,
     SCENARIOS,
+    CloneResponse,
     ScenarioContext,
     ScenarioFailed,
 )
@@ -201,7 +202,9 @@ async def _pair(
         await phone.heartbeat()
     with StateFile(options.state).locked() as state:
         stored = state.load(options.server)
-        state.save(options.server, [*stored, StoredDevice.of(phone_identity, credentials)])
+        # The first heartbeat may have rotated the pair (`rotateAfterIso` already past).
+        kept = phone.credentials or credentials
+        state.save(options.server, [*stored, StoredDevice.of(phone_identity, kept)])
     err.print(
         f"Paired {phone_identity.label} ({phone_identity.profile.model}); "
         f"credentials kept in {options.state}"
@@ -335,7 +338,11 @@ def fleet(
 
 
 async def _scenarios(
-    options: Options, names: list[str], online_window: float, race_window: float
+    options: Options,
+    names: list[str],
+    online_window: float,
+    race_window: float,
+    clone_response: CloneResponse = CloneResponse.FLAG,
 ) -> list[str]:
     failed: list[str] = []
     async with (
@@ -347,6 +354,7 @@ async def _scenarios(
             _need_admin(admin),
             online_window=online_window,
             race_window=race_window,
+            clone_response=clone_response,
             log=lambda line: out.print(line, highlight=False),
         )
         for name in names:
@@ -374,6 +382,9 @@ def scenario(
     race_window: Annotated[
         float, typer.Option(help="The server's ROTATION_RACE_WINDOW_SECONDS.")
     ] = ROTATION_RACE_WINDOW,
+    clone_response: Annotated[
+        CloneResponse, typer.Option(help="The server's CLONE_RESPONSE.")
+    ] = CloneResponse.FLAG,
 ) -> None:
     """Run named scenarios (QR, typed, rotation, misbehaviours) and check the admin's view."""
     options: Options = ctx.obj
@@ -387,7 +398,7 @@ def scenario(
         err.print(f"[red]Unknown scenario[/red] {', '.join(unknown)}; run `scenario` to list.")
         raise typer.Exit(2)
     try:
-        failed = _run(_scenarios(options, chosen, online_window, race_window))
+        failed = _run(_scenarios(options, chosen, online_window, race_window, clone_response))
     except (ProblemError, httpx.HTTPError) as exc:
         raise _fail(exc) from None
     if failed:

@@ -47,6 +47,10 @@ class DeviceView(TypedDict):
     online: bool
     lastSeenAtIso: str | None
     registeredAtIso: str
+    cloneSuspectedAtIso: NotRequired[str | None]
+    # A server that does not send them leaves them out.
+    credentialExpiresAtIso: NotRequired[str | None]
+    credentialExpiresSoon: NotRequired[bool]
     tokens: NotRequired[list[TokenView]]
 
 

@@ -171,7 +171,7 @@ class Fleet:
                 due = time.monotonic()
             session = scanner.session
             assert session is not None
-            exchanges = session.token_exchanges
+            exchanges, rotations = session.token_exchanges, session.rotations
             started = time.monotonic()
             try:
                 await scanner.heartbeat()
@@ -189,6 +189,11 @@ class Fleet:
             else:
                 now = time.monotonic()
                 self._count(session.token_exchanges - exchanges, started)
+                if session.rotations != rotations:
+                    # It renewed its credentials (`rotateAfterIso` passed): the next run
+                    # must resume with the new pair, the old one is dead.
+                    stats.request()
+                    member.stored = StoredDevice.of(scanner.identity, session.credentials)
                 stats.heartbeat_ok(now - started, max(0.0, started - due), now)
                 if not member.online:
                     member.online = True

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -158,19 +159,25 @@ class Credentials:
     device_secret: str = field(repr=False)
     expires_at_iso: str | None = None
     capabilities: tuple[str, ...] = ()
+    # The app install holding the pair: made at pairing, kept beside it, sent with it.
+    installation_id: str | None = None
 
     @classmethod
-    def from_wire(cls, body: dict[str, Any]) -> Credentials:
+    def from_wire(cls, body: dict[str, Any], *, installation_id: str | None = None) -> Credentials:
         return cls(
             device_id=str(body["deviceId"]),
             device_token=str(body["deviceToken"]),
             device_secret=str(body["deviceSecret"]),
             expires_at_iso=body.get("expiresAtIso"),
             capabilities=tuple(body.get("capabilities", ())),
+            installation_id=installation_id,
         )
 
     def wire(self) -> dict[str, str]:
-        return {"deviceToken": self.device_token, "deviceSecret": self.device_secret}
+        body = {"deviceToken": self.device_token, "deviceSecret": self.device_secret}
+        if self.installation_id is not None:
+            body["installationId"] = self.installation_id
+        return body
 
     def __repr__(self) -> str:
         return f"Credentials(device_id={self.device_id!r}, device_token={self.device_token[:12]}…)"
@@ -185,6 +192,26 @@ class AccessToken:
 
     def expires_within(self, seconds: float, now: float | None = None) -> bool:
         return (now if now is not None else time.monotonic()) + seconds >= self.expires_at
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    next_in_seconds: float
+    # None from a server that does not send them.
+    credentials_expire_at: datetime | None = None
+    rotate_after: datetime | None = None
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> HeartbeatAnswer:
+        return cls(
+            float(body["nextHeartbeatInSeconds"]),
+            _instant(body.get("credentialsExpireAtIso")),
+            _instant(body.get("rotateAfterIso")),
+        )
+
+
+def _instant(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -224,6 +251,11 @@ def device_http_clients(
     count = max(1, -(-connections // per_client))
     size = max(1, connections // count)
     return [device_http_client(base_url, connections=size) for _ in range(count)]
+
+
+def new_installation_id() -> str:
+    """What an app makes once per install, at pairing, and keeps beside its credentials."""
+    return str(uuid.uuid4())
 
 
 def _dumps(body: Any) -> bytes:
@@ -296,7 +328,7 @@ class DeviceApi:
                 interval=float(answer["interval"]),
                 expires_at_iso=str(answer["expiresAtIso"]),
             )
-        return Credentials.from_wire(answer)
+        return Credentials.from_wire(answer, installation_id=new_installation_id())
 
     async def register_scanned(
         self, uri: PairingUri | str, *, pkce: PkcePair, fields: DeviceFields
@@ -319,7 +351,8 @@ class DeviceApi:
 
     async def poll(self, pairing_id: str, verifier: str) -> Credentials:
         body = {"pairingId": pairing_id, "codeVerifier": verifier}
-        return Credentials.from_wire((await self._send_idempotent("POST", POLL, body)).json())
+        answer = (await self._send_idempotent("POST", POLL, body)).json()
+        return Credentials.from_wire(answer, installation_id=new_installation_id())
 
     async def wait_for_approval(
         self,
@@ -369,6 +402,20 @@ class DeviceApi:
         battery_level: float | None = None,
     ) -> float:
         """Returns the `nextHeartbeatInSeconds` the server asks for."""
+        answer = await self.heartbeat_answer(
+            token, app_version=app_version, os_version=os_version, battery_level=battery_level
+        )
+        return answer.next_in_seconds
+
+    async def heartbeat_answer(
+        self,
+        token: AccessToken | str,
+        *,
+        app_version: str | None = None,
+        os_version: str | None = None,
+        battery_level: float | None = None,
+    ) -> HeartbeatAnswer:
+        """The whole answer: when to beat again, and when to renew the credentials."""
         body: dict[str, Any] = {}
         if app_version is not None:
             body["appVersion"] = app_version
@@ -378,7 +425,7 @@ class DeviceApi:
             body["batteryLevel"] = round(battery_level, 2)
         raw = token.token if isinstance(token, AccessToken) else token
         answer = await self._send("POST", HEARTBEAT, body, bearer=raw)
-        return float(answer.json()["nextHeartbeatInSeconds"])
+        return HeartbeatAnswer.from_wire(answer.json())
 
     async def upload_push_token(
         self, token: AccessToken | str, *, push_token: str, apns_environment: str
@@ -389,7 +436,8 @@ class DeviceApi:
 
     async def rotate(self, credentials: Credentials) -> Credentials:
         answer = await self._send_idempotent("POST", ROTATE, credentials.wire())
-        return Credentials.from_wire(answer.json())
+        # The new pair stays with the install that holds the old one.
+        return Credentials.from_wire(answer.json(), installation_id=credentials.installation_id)
 
     async def jwks(self) -> dict[str, Any]:
         keys: dict[str, Any] = (await self._send("GET", JWKS)).json()
@@ -397,16 +445,27 @@ class DeviceApi:
 
 
 class DeviceSession:
-    """One paired device's credentials, with an access token refreshed before it expires."""
+    """One paired device's credentials, with an access token refreshed before it expires and
+    the credentials rotated once a heartbeat's `rotateAfterIso` has passed."""
 
     def __init__(
-        self, api: DeviceApi, credentials: Credentials, *, refresh_margin: float = 60.0
+        self,
+        api: DeviceApi,
+        credentials: Credentials,
+        *,
+        refresh_margin: float = 60.0,
+        rotate_when_due: bool = True,
     ) -> None:
         self.api = api
         self.credentials = credentials
         self.refresh_margin = refresh_margin
+        self.rotate_when_due = rotate_when_due
         self._token: AccessToken | None = None
         self.token_exchanges = 0
+        # What the last heartbeat said of the current pair; None until one did.
+        self.rotate_after: datetime | None = None
+        self.credentials_expire_at: datetime | None = None
+        self.rotations = 0
 
     @property
     def device_id(self) -> str:
@@ -433,7 +492,19 @@ class DeviceSession:
             return await call(await self.token())
 
     async def heartbeat(self, **fields: Any) -> float:
-        return float(await self._with_token(lambda t: self.api.heartbeat(t, **fields)))
+        """One heartbeat; then, if the server's `rotateAfterIso` has passed on this device's
+        clock, a rotation, as the real app renews its credentials well before they expire."""
+        answer: HeartbeatAnswer = await self._with_token(
+            lambda t: self.api.heartbeat_answer(t, **fields)
+        )
+        self.rotate_after = answer.rotate_after
+        self.credentials_expire_at = answer.credentials_expire_at
+        if self.rotate_when_due and self.rotation_due():
+            await self.rotate()
+        return answer.next_in_seconds
+
+    def rotation_due(self, now: datetime | None = None) -> bool:
+        return self.rotate_after is not None and self.rotate_after <= (now or datetime.now(UTC))
 
     async def upload_push_token(self, *, push_token: str, apns_environment: str) -> None:
         await self._with_token(
@@ -446,4 +517,8 @@ class DeviceSession:
         self.credentials = await self.api.rotate(self.credentials)
         # Access tokens minted from the rotated-out pair die with it.
         self.forget_token()
+        # Until a heartbeat speaks of the new pair, there is nothing to rotate.
+        self.rotate_after = None
+        self.credentials_expire_at = None
+        self.rotations += 1
         return self.credentials

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +17,7 @@ from simulator.protocol import (
     PairingUri,
     PendingPairing,
     PkcePair,
+    new_installation_id,
 )
 
 OnPending = Callable[[PendingPairing], Awaitable[None]]
@@ -172,10 +174,12 @@ class SimulatedScanner:
         return self.identity.push_token
 
     def clone(self) -> SimulatedScanner:
-        """A copy of this device's storage on another machine: the same credentials, now."""
-        return SimulatedScanner(
-            self.identity, self.api, credentials=self.credentials, rng=random.Random()
-        )
+        """A copy of this device's storage on another machine: the same credentials, now,
+        but another install of the app, so another installation id."""
+        copied = self.credentials
+        if copied is not None and copied.installation_id is not None:
+            copied = dataclasses.replace(copied, installation_id=new_installation_id())
+        return SimulatedScanner(self.identity, self.api, credentials=copied, rng=random.Random())
 
     def forget_pairing(self) -> None:
         """The app's 'sign out': credentials erased, the same phone can pair again."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -33,6 +34,13 @@ PRESENCE_PROPAGATION = 2.0
 Facts = dict[str, Any]
 
 
+class CloneResponse(StrEnum):
+    """The server's CLONE_RESPONSE."""
+
+    FLAG = "flag"
+    REVOKE = "revoke"
+
+
 class ScenarioFailed(AssertionError):
     pass
 
@@ -45,6 +53,8 @@ class ScenarioContext:
     online_window: float = 90.0
     # The server's ROTATION_RACE_WINDOW_SECONDS.
     race_window: float = ROTATION_RACE_WINDOW
+    # The server's CLONE_RESPONSE: `flag` a pair used from two installs, or `revoke` it too.
+    clone_response: CloneResponse = CloneResponse.FLAG
     profile: str = "iphone-14"
     log: Callable[[str], None] = lambda _: None
     run_id: str = field(default_factory=lambda: secrets.token_hex(3).upper())
@@ -377,6 +387,45 @@ async def stolen_credentials(ctx: ScenarioContext) -> Facts:
     return {"deviceId": phone.device_id, "refusal": refusal.code}
 
 
+async def _refused_or_none(call: Awaitable[Any]) -> ProblemError | None:
+    try:
+        await call
+    except ProblemError as exc:
+        return exc
+    return None
+
+
+async def clone(ctx: ScenarioContext) -> Facts:
+    """The pair is copied to a second install: the console flags the device (and, with
+    CLONE_RESPONSE=revoke, both installs are cut off)."""
+    phone = ctx.scanner()
+    await _paired_by_qr(ctx, phone)
+    assert phone.device_id is not None
+    await phone.heartbeat()
+    copy = phone.clone()
+    ctx.step("the same pair, copied to another install, trades for an access token")
+    outcome = await _refused_or_none(copy.heartbeat())
+    assert phone.session is not None
+    phone.session.forget_token()
+    original = await _refused_or_none(phone.heartbeat())
+    if ctx.clone_response is CloneResponse.REVOKE:
+        for what, refusal in (("the copy", outcome), ("the original", original)):
+            ctx.check(refusal is not None, f"{what} is refused")
+            assert refusal is not None
+            ctx.refused(refusal, 401, "token_revoked", f"{what} after the revocation")
+    else:
+        ctx.check(outcome is None, "the copy keeps working (CLONE_RESPONSE=flag)")
+        ctx.check(original is None, "the original keeps working")
+    device = await ctx.admin.device(phone.device_id)
+    ctx.check(bool(device.get("cloneSuspectedAtIso")), "the console flags a suspected clone")
+    if ctx.clone_response is CloneResponse.REVOKE:
+        states = {t["state"] for t in device.get("tokens", [])}
+        ctx.check(states == {"revoked"}, "every credential of the device is revoked")
+    actions = [e["action"] for e in await ctx.admin.audit(device_id=phone.device_id)]
+    ctx.check(actions.count("device.clone_suspected") == 1, "audited once: device.clone_suspected")
+    return {"deviceId": phone.device_id, "cloneResponse": ctx.clone_response.value}
+
+
 async def lost_response(ctx: ScenarioContext) -> Facts:
     """The register answer is lost on its way back; the retry gets the same pair, once."""
     async with ctx.lossy_network() as (network, api):
@@ -463,6 +512,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("replayed-code", replayed_code),
         Scenario("expired-code", expired_code),
         Scenario("stolen-credentials", stolen_credentials),
+        Scenario("clone", clone),
         Scenario("lost-response", lost_response),
         Scenario("lost-rotation", lost_rotation),
         Scenario("garbage", garbage),

@@ -38,6 +38,8 @@ class StoredDevice:
     device_token: str
     device_secret: str
     expires_at_iso: str | None = None
+    # Files written before installation ids existed have none: such a device sends none.
+    installation_id: str | None = None
 
     def __repr__(self) -> str:
         return f"StoredDevice({self.serial}, device_id={self.device_id})"
@@ -53,6 +55,7 @@ class StoredDevice:
             device_token=credentials.device_token,
             device_secret=credentials.device_secret,
             expires_at_iso=credentials.expires_at_iso,
+            installation_id=credentials.installation_id,
         )
 
     def identity(self) -> Identity:
@@ -60,7 +63,11 @@ class StoredDevice:
 
     def credentials(self) -> Credentials:
         return Credentials(
-            self.device_id, self.device_token, self.device_secret, self.expires_at_iso
+            self.device_id,
+            self.device_token,
+            self.device_secret,
+            self.expires_at_iso,
+            installation_id=self.installation_id,
         )
 
 

@@ -9,11 +9,13 @@ from app.api import (
     device_registration,
     device_runtime,
     devices,
+    fleet,
     health,
     metrics,
     openapi,
     pairing_sessions,
     users,
+    webhooks,
 )
 from app.edge.routing import RouteGroup
 
@@ -33,8 +35,10 @@ GROUPS = [
             *users.routes,
             *pairing_sessions.routes,
             *devices.routes,
+            *fleet.routes,
             *audit_log.routes,
             *admin_app.routes,
+            *webhooks.routes,
         ],
         csrf_exempt=admin_app.CSRF_EXEMPT,
     ),

@@ -42,6 +42,7 @@ async def register(request: Request) -> Response:
         ),
         proof=body.pairing_proof,
         ip=request_ip(request),
+        user_agent=request.headers.get("user-agent"),
         limiter=state.rate_limiter,
         settings=state.settings,
     )
@@ -67,6 +68,7 @@ async def poll(request: Request) -> Response:
         pairing_id=body.pairing_id,
         code_verifier=body.code_verifier,
         ip=request_ip(request),
+        user_agent=request.headers.get("user-agent"),
         settings=runtime(request).settings,
     )
     return _issued(issued)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,12 +13,21 @@ from app.api.bodies import parse_body
 from app.api.idempotency import idempotent
 from app.api.responses import AccessTokenResponse, HeartbeatResponse, JwksResponse
 from app.api.schemas import CredentialsRequest, HeartbeatRequest, PushTokenRequest
-from app.auth.jwt import DEVICE_AUDIENCE, DEVICE_TOKEN_TYPE
+from app.auth.jwt import DEVICE_AUDIENCE, DEVICE_TOKEN_TYPE, AccessClaims, CredentialWindow
 from app.edge.bearer import require_device
 from app.edge.presenters import credentials_view
 from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import request_ip, runtime
-from app.services import credentials, heartbeats
+from app.edge.views import iso
+from app.errors import TokenRevoked
+from app.models import DeviceToken
+from app.services import credential_expiry, credentials, heartbeats
+from app.settings import Settings
+
+
+def installation(body: CredentialsRequest) -> str | None:
+    """The canonical text of the app install's id, whatever case or form it was sent in."""
+    return str(body.installation_id) if body.installation_id is not None else None
 
 
 async def access_token(request: Request) -> Response:
@@ -31,6 +40,7 @@ async def access_token(request: Request) -> Response:
         ip=request_ip(request),
         settings=state.settings,
         presence=state.presence,
+        installation_id=installation(body),
     )
     token, expires_at = state.keyring.sign(
         token_type=DEVICE_TOKEN_TYPE,
@@ -40,6 +50,7 @@ async def access_token(request: Request) -> Response:
         scope=tuple(current.device.capabilities),
         issued_at=int(clock.now().timestamp()),
         lifetime=lifetime,
+        credential=credential_window(current.token, state.settings),
     )
     return view_response(
         AccessTokenResponse(
@@ -67,10 +78,41 @@ async def heartbeat(request: Request) -> Response:
         limiter=state.heartbeat_limiter,
         settings=state.settings,
     )
+    expires_at, rotate_after = await _credential_lifetime(claims, state.settings)
     # The fast path answers these bytes too; tests check them against HeartbeatResponse.
     return view_response(
-        HeartbeatResponse(next_heartbeat_in_seconds=state.settings.heartbeat_interval_seconds)
+        HeartbeatResponse(
+            next_heartbeat_in_seconds=state.settings.heartbeat_interval_seconds,
+            credentials_expire_at_iso=expires_at,
+            rotate_after_iso=rotate_after,
+        )
     )
+
+
+def credential_window(token: DeviceToken, settings: Settings) -> CredentialWindow:
+    """What the access token tells each heartbeat of the pair it was minted from."""
+    rotate_after = credential_expiry.rotate_after(
+        issued_at=token.issued_at,
+        expires_at=token.expires_at,
+        share=settings.credential_rotate_after,
+    )
+    return CredentialWindow(str(iso(token.expires_at)), str(iso(rotate_after)))
+
+
+async def _credential_lifetime(
+    claims: AccessClaims, settings: Settings
+) -> tuple[datetime, datetime]:
+    if claims.credential is not None:
+        window = claims.credential
+        return (
+            datetime.fromisoformat(window.expires_at_iso),
+            datetime.fromisoformat(window.rotate_after_iso),
+        )
+    # A token minted before access tokens carried the window: the database knows it.
+    lifetime = await credential_expiry.lifetime_of(claims.token_id, settings=settings)
+    if lifetime is None:
+        raise TokenRevoked
+    return lifetime
 
 
 async def push_token(request: Request) -> Response:
@@ -95,6 +137,7 @@ async def rotate(request: Request) -> Response:
         ip=request_ip(request),
         settings=state.settings,
         presence=state.presence,
+        installation_id=installation(body),
     )
     return view_response(credentials_view(issued), headers=NO_STORE)
 

@@ -37,6 +37,8 @@ async def list_devices(request: Request) -> Response:
             online=query.online,
             q=query.q,
             include_deregistered=query.include_deregistered,
+            expiring_soon=query.expiring_soon,
+            clone_suspected=query.clone_suspected,
         ),
         cursor=query.cursor,
         limit=query.limit,

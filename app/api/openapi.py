@@ -43,6 +43,7 @@ TAGS = [
     ("Audit log", "Who did what, newest first."),
     ("Users", "Console users, managed by admins."),
     ("Admin mobile app", "An admin's own phone: QR code, tokens, connected phones."),
+    ("Webhooks", "Signed event deliveries (Standard Webhooks) to the endpoints admins add."),
     ("Service", "Health checks and this document."),
 ]
 

@@ -19,6 +19,7 @@ from app.api.schemas import (
     ApproveRequest,
     AuditQuery,
     CreateUserRequest,
+    CreateWebhookRequest,
     CredentialsRequest,
     DeviceListQuery,
     HeartbeatRequest,
@@ -27,7 +28,15 @@ from app.api.schemas import (
     PushTokenRequest,
     RegisterRequest,
 )
-from app.edge.views import CredentialsView, PairingSessionView, TokenView, View
+from app.edge.views import (
+    CreatedWebhookView,
+    CredentialsView,
+    FleetSummaryView,
+    PairingSessionView,
+    TokenView,
+    View,
+    WebhookDeliveryView,
+)
 from app.services import refusals
 
 Requirement = dict[str, list[str]]
@@ -142,6 +151,7 @@ _CREDENTIAL_REFUSALS = frozenset(
 )
 _SESSION = "/api/v1/admin/pairing-sessions/{session_id:uuid}"
 _DEVICE = "/api/v1/admin/devices/{device_id:uuid}"
+_WEBHOOK = "/api/v1/admin/webhooks/{webhook_id:uuid}"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -340,7 +350,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _SESSION,
         "getPairingSession",
         "Pairing sessions",
-        "Read a pairing session and its pending device",
+        "Read a pairing session, its pending device and its refused attempts",
         {200: PairingSessionView},
         access=READER,
     ),
@@ -390,6 +400,19 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: r.DeviceListResponse},
         access=READER,
         query=DeviceListQuery,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/admin/fleet/summary",
+        "getFleetSummary",
+        "Fleet",
+        "Count the fleet: online, offline, pending approval, expiring soon, suspected clones",
+        {200: FleetSummaryView},
+        access=READER,
+        description="Scanners only (admin-app connections are listed under Admin mobile app), "
+        "deregistered devices left out. Each count is what the matching filter of "
+        "`GET /api/v1/admin/devices` lists (`kind=scanner` with `online`, `expiringSoon` or "
+        "`cloneSuspected`); `pendingApproval` counts typed codes not yet approved.",
     ),
     Operation(
         "GET",
@@ -483,5 +506,57 @@ OPERATIONS: tuple[Operation, ...] = (
         {204: None},
         access=ADMIN,
         refusals=frozenset({"conflict"}),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/admin/webhooks",
+        "createWebhook",
+        "Webhooks",
+        "Add a webhook endpoint; its signing secret is shown once",
+        {201: CreatedWebhookView},
+        access=ADMIN,
+        body=CreateWebhookRequest,
+        description="The URL must be http(s) (https in production) and must not resolve to a "
+        "link-local or cloud metadata address, nor to a loopback or private one unless "
+        "`WEBHOOK_ALLOW_PRIVATE_NETWORKS`; an unknown event type is `validation_error`.",
+    ),
+    Operation(
+        "GET",
+        "/api/v1/admin/webhooks",
+        "listWebhooks",
+        "Webhooks",
+        "List the webhook endpoints (without their secrets)",
+        {200: r.WebhookListResponse},
+        access=READER,
+    ),
+    Operation(
+        "DELETE",
+        _WEBHOOK,
+        "deleteWebhook",
+        "Webhooks",
+        "Delete a webhook endpoint and its deliveries",
+        {204: None},
+        access=ADMIN,
+    ),
+    Operation(
+        "POST",
+        _WEBHOOK + "/test",
+        "sendWebhookTest",
+        "Webhooks",
+        "Send a `webhook.test` event to this endpoint alone",
+        {202: WebhookDeliveryView},
+        access=ADMIN,
+        refusals=frozenset({"conflict"}),
+        description="`conflict` when the endpoint is disabled. The delivery is attempted by "
+        "the next run of the delivery job.",
+    ),
+    Operation(
+        "GET",
+        _WEBHOOK + "/deliveries",
+        "listWebhookDeliveries",
+        "Webhooks",
+        "The endpoint's latest deliveries, newest first",
+        {200: r.WebhookDeliveryListResponse},
+        access=READER,
     ),
 )

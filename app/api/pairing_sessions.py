@@ -16,7 +16,14 @@ from app.edge.access import require_admin, require_reader
 from app.edge.presenters import pairing_session_view
 from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import request_ip, runtime
-from app.services import pairing, pairing_approval
+from app.models import PairingSession
+from app.services import pairing, pairing_approval, pairing_attempts
+
+
+async def _session_answer(session: PairingSession) -> Response:
+    attempts = await pairing_attempts.recent(session.id)
+    view = pairing_session_view(session, now=clock.now(), attempts=attempts)
+    return view_response(view, headers=NO_STORE)
 
 
 async def mint(request: Request) -> Response:
@@ -39,7 +46,7 @@ async def mint(request: Request) -> Response:
 async def show(request: Request) -> Response:
     await require_reader(request)
     session = await pairing.get(session_id=request.path_params["session_id"])
-    return view_response(pairing_session_view(session, now=clock.now()), headers=NO_STORE)
+    return await _session_answer(session)
 
 
 async def approve(request: Request) -> Response:
@@ -51,7 +58,7 @@ async def approve(request: Request) -> Response:
         capabilities=body.capabilities,
         ip=request_ip(request),
     )
-    return view_response(pairing_session_view(session, now=clock.now()))
+    return await _session_answer(session)
 
 
 async def reject(request: Request) -> Response:
@@ -59,7 +66,7 @@ async def reject(request: Request) -> Response:
     session = await pairing_approval.reject(
         session_id=request.path_params["session_id"], admin=principal.user, ip=request_ip(request)
     )
-    return view_response(pairing_session_view(session, now=clock.now()))
+    return await _session_answer(session)
 
 
 async def cancel(request: Request) -> Response:

@@ -18,6 +18,8 @@ from app.edge.views import (
     PresenceChangeView,
     UserView,
     View,
+    WebhookDeliveryView,
+    WebhookView,
     is_none,
 )
 
@@ -50,7 +52,16 @@ class AccessTokenResponse(View):
 
 
 class HeartbeatResponse(View):
+    """Presence recorded; when to beat again, and when to renew the credentials."""
+
     next_heartbeat_in_seconds: int
+    credentials_expire_at_iso: IsoTime = Field(
+        description="When the credential pair behind the access token expires."
+    )
+    rotate_after_iso: IsoTime = Field(
+        description="From this moment the device rotates its credentials "
+        "(`POST /api/devices/credentials/rotate`) on its own."
+    )
 
 
 class PendingApprovalResponse(View):
@@ -147,6 +158,16 @@ class AppTokensResponse(View):
 
 class AppDeviceListResponse(View):
     items: list[AppDeviceView]
+
+
+class WebhookListResponse(View):
+    items: list[WebhookView]
+
+
+class WebhookDeliveryListResponse(View):
+    """Newest first."""
+
+    items: list[WebhookDeliveryView]
 
 
 class OpenApiDocumentResponse(View):

@@ -114,6 +114,12 @@ class DeviceListQuery(ApiModel):
         None, description="Part of the label or the model, any case."
     )
     include_deregistered: bool = False
+    expiring_soon: bool = Field(
+        False,
+        description="Only devices whose active credential expires within "
+        "`CREDENTIAL_EXPIRY_NOTICE_DAYS`.",
+    )
+    clone_suspected: bool = Field(False, description="Only devices flagged as suspected clones.")
     cursor: Annotated[str, StringConstraints(max_length=200)] | None = Field(
         None, description="`nextCursor` of the previous page."
     )
@@ -133,6 +139,12 @@ CredentialText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 class CredentialsRequest(ApiModel):
     device_token: CredentialText
     device_secret: CredentialText
+    installation_id: UUID | None = Field(
+        None,
+        description="A random UUID the app made at install and keeps beside the credentials: "
+        "one pair used from two installs flags the device as a suspected clone. Optional, so "
+        "that apps built before it existed keep working; their requests are not checked.",
+    )
 
 
 class HeartbeatRequest(ApiModel):
@@ -161,3 +173,12 @@ class AppExchangeRequest(ApiModel):
 
 class AppRefreshRequest(ApiModel):
     refresh_token: CredentialText
+
+
+class CreateWebhookRequest(ApiModel):
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+    events: Annotated[
+        list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]],
+        Field(min_length=1, max_length=32),
+    ] = Field(description='Event types to receive, or `["*"]` for all of them.')
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""

@@ -25,6 +25,9 @@ ADMIN_TOKEN_TYPE = "admin+jwt"
 DEVICE_AUDIENCE = "polaris:device-api"
 ADMIN_AUDIENCE = "polaris:admin-api"
 _CACHE_SIZE = 200_000
+# Private claims: the credential pair's expiry and the moment its device should rotate it.
+_CREDENTIALS_EXPIRE_AT = "credentials_expire_at"
+_ROTATE_AFTER = "rotate_after"
 
 
 class InvalidAccessToken(Exception):
@@ -33,6 +36,16 @@ class InvalidAccessToken(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialWindow:
+    """When the credential pair behind an access token expires and when its device should
+    rotate it, as the API renders them (ISO 8601): carried in the token, so a heartbeat
+    answers them without reading the database."""
+
+    expires_at_iso: str
+    rotate_after_iso: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,8 @@ class AccessClaims:
     # When the signing key's grace period ends, if it is retiring: from then on the token is
     # refused even by a server whose periodic keyring refresh has not run yet (or failed).
     key_retires_at: int | None = None
+    # None in a token signed without it (an admin-app token, or one from before the claim).
+    credential: CredentialWindow | None = None
 
     def usable(self, now: int) -> bool:
         return now < self.expires_at and (self.key_retires_at is None or now < self.key_retires_at)
@@ -110,9 +125,10 @@ class Keyring:
         scope: tuple[str, ...],
         issued_at: int,
         lifetime: int,
+        credential: CredentialWindow | None = None,
     ) -> tuple[str, int]:
         expires_at = issued_at + lifetime
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": audience,
             "sub": subject,
@@ -123,6 +139,9 @@ class Keyring:
             "exp": expires_at,
             "scope": " ".join(scope),
         }
+        if credential is not None:
+            claims[_CREDENTIALS_EXPIRE_AT] = credential.expires_at_iso
+            claims[_ROTATE_AFTER] = credential.rotate_after_iso
         header = {"alg": ALGORITHM, "typ": token_type, "kid": self.signing_kid}
         return jwt.encode(header, claims, self._signing, algorithms=[ALGORITHM]), expires_at
 
@@ -180,7 +199,15 @@ class Keyring:
             expires_at=int(claims["exp"]),
             raw=claims,
             key_retires_at=self._retiring.get(str(token.header.get("kid"))),
+            credential=_credential_window(claims),
         )
+
+
+def _credential_window(claims: dict[str, Any]) -> CredentialWindow | None:
+    expires_at, rotate_after = claims.get(_CREDENTIALS_EXPIRE_AT), claims.get(_ROTATE_AFTER)
+    if isinstance(expires_at, str) and isinstance(rotate_after, str):
+        return CredentialWindow(expires_at, rotate_after)
+    return None
 
 
 def peek_kid(raw: str) -> str | None:

@@ -3,6 +3,7 @@ and the console, whose templates read `view.wire()`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from app.edge.views import (
@@ -13,16 +14,31 @@ from app.edge.views import (
     CredentialsView,
     DeviceView,
     DeviceWithTokensView,
+    FleetSummaryView,
+    PairingAttemptView,
     PairingSessionView,
     PendingDeviceView,
     PresenceChangeView,
     TokenView,
     UserView,
+    WebhookDeliveryView,
+    WebhookView,
 )
 from app.edge.views import iso as iso
-from app.models import AuditEvent, Device, DeviceToken, PairingSession, PresenceChange, User
-from app.services import devices
+from app.models import (
+    AuditEvent,
+    Device,
+    DeviceToken,
+    PairingAttempt,
+    PairingSession,
+    PresenceChange,
+    User,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from app.services import devices, webhooks
 from app.services.credentials import IssuedCredentials
+from app.services.fleet_summary import FleetSummary
 from app.services.pairing_sessions import effective_state
 from app.settings import Settings
 
@@ -41,6 +57,8 @@ def token_view(token: DeviceToken) -> TokenView:
 
 
 def device_view(device: Device, *, now: datetime, settings: Settings) -> DeviceView:
+    """`device.tokens` fetched (its active ones at least)."""
+    expires_at = devices.active_credential_expiry(device)
     return DeviceView(
         device_id=device.id,
         kind=device.kind,
@@ -59,6 +77,10 @@ def device_view(device: Device, *, now: datetime, settings: Settings) -> DeviceV
         last_seen_at_iso=device.last_seen_at,
         registered_at_iso=device.registered_at,
         deregistered_at_iso=device.deleted_at,
+        credential_expires_at_iso=expires_at,
+        credential_expires_soon=expires_at is not None
+        and now < expires_at <= devices.expiry_notice_horizon(now, settings),
+        clone_suspected_at_iso=device.clone_suspected_at,
     )
 
 
@@ -111,7 +133,19 @@ def _pending_device_view(pending: dict[str, object]) -> PendingDeviceView:
     )
 
 
-def pairing_session_view(session: PairingSession, *, now: datetime) -> PairingSessionView:
+def pairing_attempt_view(attempt: PairingAttempt) -> PairingAttemptView:
+    return PairingAttemptView(
+        at_iso=attempt.at,
+        outcome="burned" if attempt.outcome == "burned" else "refused",
+        reason=attempt.reason,
+        ip=attempt.ip,
+        user_agent=attempt.user_agent,
+    )
+
+
+def pairing_session_view(
+    session: PairingSession, *, now: datetime, attempts: Sequence[PairingAttempt] = ()
+) -> PairingSessionView:
     pending = session.pending_device
     return PairingSessionView(
         pairing_session_id=session.id,
@@ -120,6 +154,19 @@ def pairing_session_view(session: PairingSession, *, now: datetime) -> PairingSe
         failed_attempts=session.failed_attempts,
         pending_device=_pending_device_view(pending) if pending else None,
         device_id=session.device_id,
+        attempts=[pairing_attempt_view(a) for a in attempts],
+    )
+
+
+def fleet_summary_view(counts: FleetSummary) -> FleetSummaryView:
+    return FleetSummaryView(
+        total=counts.total,
+        online=counts.online,
+        offline=counts.offline,
+        pending_approval=counts.pending_approval,
+        expiring_soon=counts.expiring_soon,
+        clone_suspected=counts.clone_suspected,
+        at_iso=counts.at,
     )
 
 
@@ -130,4 +177,31 @@ def credentials_view(issued: IssuedCredentials) -> CredentialsView:
         device_secret=issued.device_secret,
         expires_at_iso=issued.token.expires_at,
         capabilities=list(issued.device.capabilities),
+    )
+
+
+def webhook_view(endpoint: WebhookEndpoint) -> WebhookView:
+    return WebhookView(
+        webhook_id=endpoint.id,
+        url=endpoint.url,
+        events=endpoint.events,
+        description=endpoint.description,
+        created_at_iso=endpoint.created_at,
+        disabled_at_iso=endpoint.disabled_at,
+    )
+
+
+def webhook_delivery_view(delivery: WebhookDelivery) -> WebhookDeliveryView:
+    """`delivery.event` must be loaded (`webhooks.list_deliveries` does)."""
+    return WebhookDeliveryView(
+        delivery_id=delivery.id,
+        event_id=webhooks.message_id(delivery.event_id),
+        type=delivery.event.type,
+        attempts=delivery.attempts,
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        next_attempt_at_iso=delivery.next_attempt_at,
+        delivered_at_iso=delivery.delivered_at,
+        failed_at_iso=delivery.failed_at,
+        created_at_iso=delivery.created_at,
     )

@@ -84,12 +84,38 @@ class DeviceView(View):
     last_seen_at_iso: IsoTime | None
     registered_at_iso: IsoTime
     deregistered_at_iso: IsoTime | None
+    credential_expires_at_iso: IsoTime | None = Field(
+        description="When the active credential expires; null with none active."
+    )
+    credential_expires_soon: bool = Field(
+        description="The active credential expires within `CREDENTIAL_EXPIRY_NOTICE_DAYS`."
+    )
+    clone_suspected_at_iso: IsoTime | None = Field(
+        description="When one credential pair was first used from two app installs."
+    )
 
 
 class DeviceWithTokensView(DeviceView):
     """A device and its credentials, newest first."""
 
     tokens: list[TokenView]
+
+
+class FleetSummaryView(View):
+    """The fleet's counts: scanners only, deregistered ones left out."""
+
+    total: int
+    online: int
+    offline: int
+    pending_approval: int = Field(
+        description="Typed codes waiting for the minting admin's approval (not devices yet)."
+    )
+    expiring_soon: int = Field(
+        description="Devices whose active credential expires within "
+        "`CREDENTIAL_EXPIRY_NOTICE_DAYS`."
+    )
+    clone_suspected: int = Field(description="Devices flagged as suspected clones.")
+    at_iso: IsoTime
 
 
 class AppDeviceView(View):
@@ -146,6 +172,18 @@ class PendingDeviceView(View):
     capabilities: list[str]
 
 
+class PairingAttemptView(View):
+    """A refused redemption or poll of the code; what was sent is never kept."""
+
+    at_iso: IsoTime
+    outcome: Literal["refused", "burned"] = Field(
+        description="`burned` for the wrong proof that closed the code."
+    )
+    reason: str = Field(description="The problem code it was refused with.")
+    ip: str | None
+    user_agent: str | None = Field(description="As sent, cut to 256 characters.")
+
+
 class PairingSessionView(View):
     """A scanner pairing code's session as the clock sees it."""
 
@@ -155,6 +193,9 @@ class PairingSessionView(View):
     failed_attempts: int
     pending_device: PendingDeviceView | SkipJsonSchema[None] = Field(None, exclude_if=is_none)
     device_id: UUID | SkipJsonSchema[None] = Field(None, exclude_if=is_none)
+    attempts: list[PairingAttemptView] = Field(
+        description="Refused redemptions and polls of this code, newest first (the last 20)."
+    )
 
 
 class CredentialsView(View):
@@ -165,3 +206,44 @@ class CredentialsView(View):
     device_secret: str = Field(description="`pxs_…`; store it in the device's keychain.")
     expires_at_iso: IsoTime
     capabilities: list[str]
+
+
+class WebhookView(View):
+    """A webhook endpoint; its signing secret is shown only when it is created."""
+
+    webhook_id: UUID
+    url: str
+    events: list[str] = Field(description='Event types, or `["*"]` for all of them.')
+    description: str
+    created_at_iso: IsoTime
+    disabled_at_iso: IsoTime | None = Field(
+        description="When a delivery failed through the whole retry schedule; nothing more is sent."
+    )
+
+
+class CreatedWebhookView(View):
+    """A new webhook endpoint with its signing secret, shown exactly once."""
+
+    webhook_id: UUID
+    url: str
+    events: list[str]
+    description: str
+    secret: str = Field(
+        description="`whsec_` + base64: the Standard Webhooks key that verifies signatures."
+    )
+    created_at_iso: IsoTime
+
+
+class WebhookDeliveryView(View):
+    """One event's delivery to one endpoint, attempted until delivered or failed."""
+
+    delivery_id: UUID
+    event_id: str = Field(description="`msg_…`, the `webhook-id` header of every attempt.")
+    type: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at_iso: IsoTime | None
+    delivered_at_iso: IsoTime | None
+    failed_at_iso: IsoTime | None
+    created_at_iso: IsoTime

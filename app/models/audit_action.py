@@ -26,8 +26,10 @@ class AuditAction(StrEnum):
     DEVICE_TOKEN_ROTATED = "device.token.rotated"
     DEVICE_TOKEN_REVOKED = "device.token.revoked"
     DEVICE_TOKEN_EXPIRED = "device.token.expired"
+    DEVICE_TOKEN_EXPIRING = "device.token.expiring"
     DEVICE_TOKEN_REUSE_DETECTED = "device.token.reuse_detected"
     DEVICE_TOKEN_REPLAYED_IN_RACE_WINDOW = "device.token.replayed_in_race_window"
+    DEVICE_CLONE_SUSPECTED = "device.clone_suspected"
 
     APP_QR_GENERATED = "app.qr.generated"
     APP_QR_CANCELLED = "app.qr.cancelled"
@@ -38,3 +40,8 @@ class AuditAction(StrEnum):
     APP_REFRESH_REPLAYED_IN_RACE_WINDOW = "app.refresh.replayed_in_race_window"
 
     SIGNING_KEY_ROTATED = "signing_key.rotated"
+
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_DISABLED = "webhook.disabled"
+    WEBHOOK_TEST_SENT = "webhook.test_sent"

@@ -35,13 +35,13 @@ class Device(Model):
     )
     owner_id: UUID
     registered_at = fields.DatetimeField(db_index=True)
-    last_seen_at = fields.DatetimeField(null=True)
+    last_seen_at = fields.DatetimeField(null=True, db_index=True)
     # What the presence sweep last recorded; `online` itself is derived from `last_seen_at`.
     reported_online = fields.BooleanField(default=False)
     last_ip = fields.CharField(max_length=64, null=True)
     deleted_at = fields.DatetimeField(null=True, db_index=True)
     # Set when one credential pair was used from two app installs (`device.clone_suspected`).
-    clone_suspected_at = fields.DatetimeField(null=True)
+    clone_suspected_at = fields.DatetimeField(null=True, db_index=True)
 
     tokens: fields.ReverseRelation[DeviceToken]
 

@@ -38,3 +38,5 @@ class DeviceToken(Model):
 
     class Meta:
         table = "device_tokens"
+        # The expiring-soon count and notices look for active pairs by expiry.
+        indexes = (("state", "expires_at"),)

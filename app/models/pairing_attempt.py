@@ -30,3 +30,5 @@ class PairingAttempt(Model):
     class Meta:
         table = "pairing_attempts"
         ordering = ("-at", "-id")
+        # A code's attempts are read, trimmed and deleted by its session.
+        indexes = (("session_id", "at"),)

@@ -29,9 +29,9 @@ from app.errors import (
     TokenExpired,
     TokenRevoked,
 )
-from app.models import AuditAction, Device, DeviceToken, Kind, User
+from app.models import AuditAction, Device, DeviceToken, EventType, Kind, User
 from app.presence import PresenceStore
-from app.services import audit
+from app.services import audit, events
 from app.services.credential_lookup import (
     find_presented,
     race_window,
@@ -216,6 +216,17 @@ async def revoke_device(
                     **metadata,
                 },
             ),
+        )
+        await events.emit(
+            EventType.APP_DEVICE_REVOKED,
+            {
+                "deviceId": str(device.id),
+                "deviceName": device.label,
+                "ownerId": str(device.owner_id),
+                "reason": reason,
+                "atIso": events.iso(now),
+            },
+            using_db=connection,
         )
     await presence.publish_revocations(str(t.id) for t in revoked)
     return device

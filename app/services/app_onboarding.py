@@ -29,9 +29,17 @@ from app.errors import (
     StaleState,
 )
 from app.logging import get_logger
-from app.models import AuditAction, ConsoleSession, Device, Kind, PairingSession, User
+from app.models import (
+    AuditAction,
+    ConsoleSession,
+    Device,
+    EventType,
+    Kind,
+    PairingSession,
+    User,
+)
 from app.presence import PresenceStore
-from app.services import app_credentials, audit, console_sessions, refusals
+from app.services import app_credentials, audit, console_sessions, events, refusals
 from app.services.app_credentials import AppTokens
 from app.services.devices import with_presence
 from app.services.pairing_sessions import effective_state, session_entry
@@ -305,6 +313,17 @@ async def _connect(
                     "tokenId": str(issued.token.id),
                 },
             ),
+            using_db=connection,
+        )
+        await events.emit(
+            EventType.APP_DEVICE_CONNECTED,
+            {
+                "deviceId": str(device.id),
+                "deviceName": details.name,
+                "platform": details.platform,
+                "ownerId": str(owner.id),
+                "atIso": events.iso(now),
+            },
             using_db=connection,
         )
     return issued

@@ -22,9 +22,10 @@ from app.errors import (
     TokenRevoked,
 )
 from app.metrics import TOKEN_EXCHANGES
-from app.models import AuditAction, Device, DeviceToken, Kind, User
+from app.models import AuditAction, Device, DeviceToken, EventType, Kind, User
 from app.presence import PresenceStore
-from app.services import audit
+from app.services import audit, events
+from app.services.clone_detection import check_installation
 from app.services.credential_lookup import (
     find_presented,
     race_window,
@@ -132,10 +133,12 @@ async def issue_token(
     now: datetime,
     ttl: timedelta,
     using_db: BaseDBAsyncClient,
+    installation_id: str | None = None,
 ) -> IssuedCredentials:
     lookup_id, device_token, device_secret = _new_pair()
     token = await DeviceToken.create(
         device=device,
+        installation_id=installation_id,
         lookup_id=lookup_id,
         token_hash=sha256_hex(device_token),
         secret_hash=sha256_hex(device_secret),
@@ -204,6 +207,7 @@ async def exchange(
     ip: str | None,
     settings: Settings,
     presence: PresenceStore,
+    installation_id: str | None = None,
 ) -> Authenticated:
     """`authenticate` for an access token, counted by outcome in `polaris_token_exchanges`
     (`issued`, or the refusal's problem code)."""
@@ -214,6 +218,9 @@ async def exchange(
             ip=ip,
             settings=settings,
             presence=presence,
+        )
+        await check_installation(
+            current.token, installation_id, ip=ip, settings=settings, presence=presence
         )
     except DomainError as exc:
         TOKEN_EXCHANGES.labels(exc.code).inc()
@@ -234,6 +241,17 @@ async def _reuse_detected(old: DeviceToken, ip: str | None, presence: PresenceSt
                 audit.Actor.device(old.device_id, ip),
                 revokedTokenIds=[str(t.id) for t in revoked],
             ),
+            using_db=connection,
+        )
+        await events.emit(
+            EventType.DEVICE_TOKEN_REUSE_DETECTED,
+            {
+                "deviceId": str(old.device_id),
+                "tokenId": str(old.id),
+                "revokedTokenIds": [str(t.id) for t in revoked],
+                "ip": ip,
+                "atIso": events.iso(now),
+            },
             using_db=connection,
         )
     await presence.publish_revocations(str(t.id) for t in revoked)
@@ -264,6 +282,7 @@ async def rotate(
     ip: str | None,
     settings: Settings,
     presence: PresenceStore,
+    installation_id: str | None = None,
 ) -> IssuedCredentials:
     """New pair for old: the old one is `rotated` in the same transaction, exactly once."""
     current = await authenticate(
@@ -272,6 +291,9 @@ async def rotate(
         ip=ip,
         settings=settings,
         presence=presence,
+    )
+    await check_installation(
+        current.token, installation_id, ip=ip, settings=settings, presence=presence
     )
     now = clock.now()
     actor = audit.Actor.device(current.device.id)
@@ -285,8 +307,14 @@ async def rotate(
                 changes={"ended_at": now},
                 using_db=connection,
             )
+            # The install the old pair is bound to keeps its binding on the new one.
             issued = await issue_token(
-                device=current.device, actor=actor, now=now, ttl=ttl, using_db=connection
+                device=current.device,
+                actor=actor,
+                now=now,
+                ttl=ttl,
+                using_db=connection,
+                installation_id=current.token.installation_id or installation_id,
             )
             await (
                 DeviceToken.filter(id=current.token.id)

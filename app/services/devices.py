@@ -6,19 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
+from tortoise.query_utils import Prefetch
 from tortoise.transactions import in_transaction
 
 from app import clock
 from app.errors import Conflict, NotFound, StaleState
-from app.models import AuditAction, Device, DeviceToken, Kind, User
+from app.models import AuditAction, Device, DeviceToken, EventType, Kind, User
 from app.presence import PresenceStore
-from app.services import audit
+from app.services import audit, events
 from app.services.pagination import Page, newest_first
 from app.services.revocations import revoke_all_active, token_entry
 from app.services.transitions import fire
 from app.settings import Settings
-from statemachines import DeviceMachine, DeviceTokenMachine
+from statemachines import DeviceMachine, DeviceTokenMachine, TokenState
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,30 @@ class FleetFilter:
     online: bool | None = None
     q: str | None = None
     include_deregistered: bool = False
+    # The active credential expires within `credential_expiry_notice_days`.
+    expiring_soon: bool = False
+    clone_suspected: bool = False
+
+
+def expiry_notice_horizon(now: datetime, settings: Settings) -> datetime:
+    return now + timedelta(days=settings.credential_expiry_notice_days)
+
+
+def expiring_soon_condition(now: datetime, settings: Settings) -> Q:
+    """Devices whose active credential expires within the notice period (a lapsed one is
+    already expired, not expiring)."""
+    expiring = DeviceToken.filter(
+        state=TokenState.active,
+        expires_at__gt=now,
+        expires_at__lte=expiry_notice_horizon(now, settings),
+    ).values("device_id")
+    return Q(id__in=Subquery(expiring))
+
+
+def active_credential_expiry(device: Device) -> datetime | None:
+    """When the device's active credential expires (its tokens fetched), None without one."""
+    active = [t.expires_at for t in device.tokens if t.state == TokenState.active]
+    return max(active, default=None)
 
 
 def is_online(device: Device, now: datetime, settings: Settings) -> bool:
@@ -56,8 +81,13 @@ async def list_devices(
     settings: Settings,
     presence: PresenceStore,
 ) -> Page[Device]:
-    """One page of the fleet, each device's `last_seen_at` brought up to the presence store."""
-    query = Device.all().select_related("owner")
+    """One page of the fleet, each device's `last_seen_at` brought up to the presence store
+    and its active credentials fetched."""
+    query = (
+        Device.all()
+        .select_related("owner")
+        .prefetch_related(Prefetch("tokens", queryset=DeviceToken.filter(state=TokenState.active)))
+    )
     if not fleet.include_deregistered:
         query = query.filter(deleted_at=None)
     if fleet.kind:
@@ -68,6 +98,10 @@ async def list_devices(
         query = query.filter(Q(label__icontains=fleet.q) | Q(model__icontains=fleet.q))
     if fleet.online is not None:
         query = query.filter(await _presence_condition(fleet.online, presence, settings))
+    if fleet.expiring_soon:
+        query = query.filter(expiring_soon_condition(clock.now(), settings))
+    if fleet.clone_suspected:
+        query = query.filter(clone_suspected_at__not_isnull=True)
     page = await newest_first(query, time_field="registered_at", cursor=cursor, limit=limit)
     await with_presence(page.items, presence)
     return page
@@ -125,6 +159,19 @@ async def deregister(
             revoked = await revoke_all_active(
                 device.id, now=now, using_db=connection, audited_as=(who, "deregistered")
             )
+            await events.emit(
+                EventType.DEVICE_DEREGISTERED,
+                {
+                    "deviceId": str(device.id),
+                    "label": device.label,
+                    "kind": device.kind.value,
+                    "platform": device.platform,
+                    "revokedTokenIds": [str(t.id) for t in revoked],
+                    "byUserId": str(actor.id),
+                    "atIso": events.iso(now),
+                },
+                using_db=connection,
+            )
     except StaleState:
         raise Conflict("The device is already deregistered.") from None
     await presence.publish_revocations(str(token.id) for token in revoked)
@@ -138,19 +185,34 @@ async def revoke_token(
     token = next((t for t in device.tokens if t.id == token_id), None)
     if token is None:
         raise NotFound("No such credential on this device.")
+    now = clock.now()
     try:
-        await fire(
-            token,
-            DeviceTokenMachine,
-            "revoke",
-            changes={"ended_at": clock.now()},
-            entry=token_entry(
-                AuditAction.DEVICE_TOKEN_REVOKED,
+        async with in_transaction() as connection:
+            await fire(
                 token,
-                audit.Actor.user(actor.id, ip),
-                reason="admin",
-            ),
-        )
+                DeviceTokenMachine,
+                "revoke",
+                changes={"ended_at": now},
+                entry=token_entry(
+                    AuditAction.DEVICE_TOKEN_REVOKED,
+                    token,
+                    audit.Actor.user(actor.id, ip),
+                    reason="admin",
+                ),
+                using_db=connection,
+            )
+            await events.emit(
+                EventType.DEVICE_TOKEN_REVOKED,
+                {
+                    "deviceId": str(device.id),
+                    "label": device.label,
+                    "tokenId": str(token.id),
+                    "reason": "admin",
+                    "byUserId": str(actor.id),
+                    "atIso": events.iso(now),
+                },
+                using_db=connection,
+            )
     except StaleState:
         raise Conflict(f"The credential is already {token.state}.") from None
     await presence.publish_revocations([str(token.id)])

@@ -8,6 +8,7 @@ changed (ids, labels, states, times as ISO 8601): never a secret.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -22,3 +23,8 @@ async def emit(
     return await OutboxEvent.create(
         type=event_type.value, data=data, occurred_at=clock.now(), using_db=using_db
     )
+
+
+def iso(value: datetime) -> str:
+    """A time as event data carries it: ISO 8601 UTC with a `Z`."""
+    return value.isoformat().replace("+00:00", "Z")

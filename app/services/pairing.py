@@ -29,9 +29,10 @@ from app.errors import (
     StaleState,
 )
 from app.models import AuditAction, Kind, PairingSession, User
-from app.services import audit, pairing_approval, pairing_codes, refusals
+from app.services import audit, pairing_approval, pairing_attempts, pairing_codes, refusals
 from app.services.credentials import DeviceDetails, IssuedCredentials
 from app.services.pairing_approval import PendingApproval
+from app.services.pairing_attempts import Client, Outcome
 from app.services.pairing_sessions import (
     code_ttl,
     count_outcome,
@@ -108,26 +109,42 @@ async def _note_failure(
     *,
     failure: DomainError,
     session: PairingSession | None,
-    ip: str | None,
+    client: Client,
     conceal: bool,
     limiter: RateLimiter,
     settings: Settings,
+    outcome: Outcome = Outcome.REFUSED,
 ) -> DomainError:
-    """Spend the address's budget and audit the failure; returns the error to answer."""
-    await limiter.spend(settings.redeem_failures_per_ip, _PER_IP, ip or "unknown")
-    await audit.record(
-        audit.Entry(
-            action=AuditAction.PAIRING_REDEEM_FAILED,
-            actor=audit.Actor.device(ip=ip),
-            target_type="pairing_session" if session else None,
-            target_id=str(session.id) if session else None,
-            metadata={"reason": failure.code},
-        )
-    )
+    """Spend the address's budget, audit the failure and show it to the code's admin as an
+    attempt; returns the error to answer."""
+    await limiter.spend(settings.redeem_failures_per_ip, _PER_IP, client.ip or "unknown")
+    reason = failure.code
     if conceal:
         # Past the budget a failure says only "later": whether the code was right stays
         # unknown, so the attempts the policy still evaluates teach a guesser nothing.
         failure = RateLimited(await limiter.retry_after(settings.redeem_failures_global, _GLOBAL))
+    async with in_transaction() as connection:
+        await audit.record(
+            audit.Entry(
+                action=AuditAction.PAIRING_REDEEM_FAILED,
+                actor=audit.Actor.device(ip=client.ip),
+                target_type="pairing_session" if session else None,
+                target_id=str(session.id) if session else None,
+                metadata={"reason": reason},
+            ),
+            using_db=connection,
+        )
+        # Written for an unknown code too (it inserts nothing): every refusal costs the same.
+        # The attempt keeps the answer given (`rate_limited` past the budget), the audit row
+        # the reason behind it.
+        await pairing_attempts.record(
+            session_id=session.id if session else None,
+            outcome=outcome,
+            reason=failure.code,
+            client=client,
+            at=clock.now(),
+            using_db=connection,
+        )
     count_refusal(failure)
     return failure
 
@@ -139,6 +156,7 @@ async def register(
     details: DeviceDetails,
     proof: str | None,
     ip: str | None,
+    user_agent: str | None,
     limiter: RateLimiter,
     settings: Settings,
 ) -> IssuedCredentials | PendingApproval:
@@ -148,7 +166,12 @@ async def register(
     not, so the budget bounds the guesses (`app.auth.guessing`). Once it is spent, typed
     codes are refused unread; a scanned code is still evaluated and pairs when code and
     proof are right (the proof is 256 bits nobody guesses), and any failure answers 429.
+
+    A refusal of a code that matched a session is kept as one of its attempts; one refused
+    before the code is read (the address's budget spent, or a typed code past the budget
+    over all clients) is not, as finding its session would be the read the refusal saves.
     """
+    client = Client(ip=ip, user_agent=user_agent)
     try:
         await limiter.ensure_allowed(settings.redeem_failures_per_ip, _PER_IP, ip or "unknown")
         within_budget = await limiter.acquire(settings.redeem_failures_global, _GLOBAL)
@@ -162,6 +185,7 @@ async def register(
         code_hash=_code_hash(settings, code), kind=Kind.SCANNER
     )
     failure: DomainError | None = None
+    outcome = Outcome.REFUSED
     if session is None:
         failure = InvalidCode()
     elif (state := effective_state(session, now)) != PairingState.minted:
@@ -169,15 +193,19 @@ async def register(
     elif proof is not None and not pkce.verifier_matches(proof, session.proof_challenge or ""):
         # Past the budget a wrong proof is not counted against the session: the extra write
         # would tell, by its time, a right code from a wrong one.
-        failure = await count_wrong_proof(session, now) if within_budget else InvalidProof()
+        if within_budget:
+            failure, outcome = await count_wrong_proof(session, now)
+        else:
+            failure = InvalidProof()
     if failure is not None:
         raise await _note_failure(
             failure=failure,
             session=session,
-            ip=ip,
+            client=client,
             conceal=not within_budget,
             limiter=limiter,
             settings=settings,
+            outcome=outcome,
         )
     assert session is not None
     try:
@@ -203,7 +231,7 @@ async def register(
         raise await _note_failure(
             failure=failure,
             session=session,
-            ip=ip,
+            client=client,
             conceal=False,
             limiter=limiter,
             settings=settings,

@@ -25,9 +25,10 @@ from app.errors import (
     SlowDown,
     StaleState,
 )
-from app.models import AuditAction, Kind, PairingSession, User
-from app.services import audit, pairing_codes, refusals
+from app.models import AuditAction, EventType, Kind, PairingSession, User
+from app.services import audit, events, pairing_attempts, pairing_codes, refusals
 from app.services.credentials import DeviceDetails, IssuedCredentials
+from app.services.pairing_attempts import Client, Outcome
 from app.services.pairing_sessions import (
     code_ttl,
     count_outcome,
@@ -40,6 +41,8 @@ from app.services.pairing_sessions import (
 from app.services.transitions import fire
 from app.settings import Settings
 from statemachines import DeadlinePassed, PairingSessionMachine, PairingState
+
+_NOTHING_WAITING = "No pairing is waiting under this id."
 
 
 @dataclass(frozen=True)
@@ -75,34 +78,59 @@ async def claim(
 ) -> PendingApproval:
     """Park the device on the session until the minting admin decides."""
     check_code = pairing_codes.check_code(device_challenge)
-    await fire(
-        session,
-        PairingSessionMachine,
-        "claim",
-        now=now,
-        where={"expires_at__gt": now},
-        changes={
-            "device_challenge": device_challenge,
-            "pending_device": _pending_device(details, ip, check_code),
-        },
-        entry=session_entry(
-            AuditAction.PAIRING_CLAIMED,
+    async with in_transaction() as connection:
+        await fire(
             session,
-            audit.Actor.device(ip=ip),
-            label=details.label,
-            platform=details.platform,
-            model=details.model,
-        ),
-    )
+            PairingSessionMachine,
+            "claim",
+            now=now,
+            where={"expires_at__gt": now},
+            changes={
+                "device_challenge": device_challenge,
+                "pending_device": _pending_device(details, ip, check_code),
+            },
+            entry=session_entry(
+                AuditAction.PAIRING_CLAIMED,
+                session,
+                audit.Actor.device(ip=ip),
+                label=details.label,
+                platform=details.platform,
+                model=details.model,
+            ),
+            using_db=connection,
+        )
+        await events.emit(
+            EventType.PAIRING_PENDING_APPROVAL,
+            {
+                "pairingSessionId": str(session.id),
+                "label": details.label,
+                "platform": details.platform,
+                "model": details.model,
+                "checkCode": check_code,
+                "ownerId": str(session.created_by_id),
+                "expiresAtIso": events.iso(session.expires_at),
+                "atIso": events.iso(now),
+            },
+            using_db=connection,
+        )
     return PendingApproval(session, check_code, settings.pairing_poll_interval_seconds)
 
 
 async def poll(
-    *, pairing_id: UUID, code_verifier: str, ip: str | None, settings: Settings
+    *,
+    pairing_id: UUID,
+    code_verifier: str,
+    ip: str | None,
+    user_agent: str | None,
+    settings: Settings,
 ) -> IssuedCredentials:
-    """RFC 8628-style polling; the approved device collects its credentials exactly once."""
+    """RFC 8628-style polling; the approved device collects its credentials exactly once.
+
+    Every refusal of an existing session is kept as one of its attempts, except "not yet"
+    (`authorization_pending`, `slow_down`): that is the waiting device itself."""
+    client = Client(ip=ip, user_agent=user_agent)
     try:
-        issued = await _poll(pairing_id, code_verifier, ip, settings)
+        issued = await _poll(pairing_id, code_verifier, client, settings)
     except DomainError as exc:
         count_refusal(exc)
         raise
@@ -111,16 +139,41 @@ async def poll(
 
 
 async def _poll(
-    pairing_id: UUID, code_verifier: str, ip: str | None, settings: Settings
+    pairing_id: UUID, code_verifier: str, client: Client, settings: Settings
 ) -> IssuedCredentials:
     now = clock.now()
     session = await PairingSession.get_or_none(id=pairing_id, kind=Kind.SCANNER)
-    if session is None or session.device_challenge is None:
-        raise InvalidCode("No pairing is waiting under this id.")
-    if session.state == PairingState.burned:
-        raise SessionBurned
-    if not pkce.verifier_matches(code_verifier, session.device_challenge):
-        raise await count_wrong_proof(session, now)
+    if session is None:
+        raise InvalidCode(_NOTHING_WAITING)
+    outcome = Outcome.REFUSED
+    try:
+        if session.device_challenge is None:
+            raise InvalidCode(_NOTHING_WAITING)
+        if session.state == PairingState.burned:
+            raise SessionBurned
+        if not pkce.verifier_matches(code_verifier, session.device_challenge):
+            failure, outcome = await count_wrong_proof(session, now)
+            raise failure
+        return await _answer(session, client, now, settings)
+    except (AuthorizationPending, SlowDown):
+        raise
+    except DomainError as exc:
+        async with in_transaction() as connection:
+            await pairing_attempts.record(
+                session_id=session.id,
+                outcome=outcome,
+                reason=exc.code,
+                client=client,
+                at=now,
+                using_db=connection,
+            )
+        raise
+
+
+async def _answer(
+    session: PairingSession, client: Client, now: datetime, settings: Settings
+) -> IssuedCredentials:
+    """What a poll with the right verifier gets."""
     state = effective_state(session, now)
     if state == PairingState.pending_approval:
         await _note_poll(session, now, settings)
@@ -129,7 +182,7 @@ async def _poll(
     assert session.resolved_at is not None
     if now >= session.resolved_at + code_ttl(settings):
         raise ExpiredToken("The approval was not collected in time; pair again.")
-    return await _collect(session, ip, now, settings)
+    return await _collect(session, client.ip, now, settings)
 
 
 async def _note_poll(session: PairingSession, now: datetime, settings: Settings) -> None:

@@ -12,9 +12,10 @@ from tortoise.expressions import F
 
 from app.errors import CodeAlreadyUsed, DomainError, InvalidProof, SessionBurned, StaleState
 from app.metrics import PAIRING_OUTCOMES
-from app.models import AuditAction, Kind, PairingSession, User
-from app.services import audit, credentials
+from app.models import AuditAction, EventType, Kind, PairingSession, User
+from app.services import audit, credentials, events
 from app.services.credentials import DeviceDetails, IssuedCredentials
+from app.services.pairing_attempts import Outcome
 from app.services.transitions import fire
 from app.settings import Settings
 from statemachines import (
@@ -98,19 +99,34 @@ async def register_paired_device(
     )
     if linked != 1:
         raise CodeAlreadyUsed
+    await events.emit(
+        EventType.DEVICE_REGISTERED,
+        {
+            "deviceId": str(issued.device.id),
+            "label": issued.device.label,
+            "platform": issued.device.platform,
+            "model": issued.device.model,
+            "ownerId": str(owner.id),
+            "pairingSessionId": str(session.id),
+            "tokenId": str(issued.token.id),
+            "expiresAtIso": events.iso(issued.token.expires_at),
+            "atIso": events.iso(now),
+        },
+        using_db=using_db,
+    )
     return issued
 
 
-async def count_wrong_proof(session: PairingSession, now: datetime) -> DomainError:
-    """Count a wrong proof; the fifth burns the session. Returns the error to answer."""
+async def count_wrong_proof(session: PairingSession, now: datetime) -> tuple[DomainError, Outcome]:
+    """Count a wrong proof; the fifth burns the session. Returns the error to answer, and
+    whether this proof is the one that burned it."""
     await PairingSession.filter(id=session.id, state__in=OPEN_STATES).update(
         failed_attempts=F("failed_attempts") + 1
     )
     await session.refresh_from_db(fields=["failed_attempts", "state"])
     if session.failed_attempts < MAX_FAILED_PROOFS:
-        return InvalidProof()
-    # A racing request may have burned it first; either way it is burned now.
-    with contextlib.suppress(StaleState):
+        return InvalidProof(), Outcome.REFUSED
+    try:
         await fire(
             session,
             PairingSessionMachine,
@@ -123,8 +139,11 @@ async def count_wrong_proof(session: PairingSession, now: datetime) -> DomainErr
                 failedAttempts=MAX_FAILED_PROOFS,
             ),
         )
-        count_outcome("burned")
-    return SessionBurned()
+    except StaleState:
+        # A racing request burned it first; burned it is, all the same.
+        return SessionBurned(), Outcome.REFUSED
+    count_outcome("burned")
+    return SessionBurned(), Outcome.BURNED
 
 
 async def expire_overdue(*, now: datetime, limit: int = 500) -> int:

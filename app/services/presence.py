@@ -17,8 +17,9 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.logging import get_logger
-from app.models import Device, PresenceChange
+from app.models import Device, EventType, PresenceChange
 from app.presence import PresenceStore
+from app.services import events
 from app.settings import Settings
 
 log = get_logger(__name__)
@@ -100,6 +101,17 @@ async def _record(device_id: str, *, online: bool, at: datetime) -> int:
         if changed:
             await PresenceChange.create(
                 device_id=device_id, online=online, at=at, using_db=connection
+            )
+            device = await Device.get(id=device_id, using_db=connection)
+            await events.emit(
+                EventType.DEVICE_ONLINE if online else EventType.DEVICE_OFFLINE,
+                {
+                    "deviceId": device_id,
+                    "label": device.label,
+                    "kind": device.kind.value,
+                    "atIso": events.iso(at),
+                },
+                using_db=connection,
             )
     return changed
 

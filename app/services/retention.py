@@ -7,7 +7,15 @@ from datetime import datetime, timedelta
 
 from tortoise.expressions import Q, Subquery
 
-from app.models import ConsoleSession, Device, DeviceToken, Kind, PairingSession
+from app.models import (
+    ConsoleSession,
+    Device,
+    DeviceToken,
+    Kind,
+    OutboxEvent,
+    PairingSession,
+    WebhookDelivery,
+)
 from app.services import idempotency
 from app.settings import Settings
 from statemachines import PairingState, TokenState
@@ -20,6 +28,7 @@ class Deleted:
     refresh_tokens: int
     qr_codes: int
     idempotent_answers: int
+    webhook_events: int
 
     @property
     def total(self) -> int:
@@ -29,6 +38,7 @@ class Deleted:
             + self.refresh_tokens
             + self.qr_codes
             + self.idempotent_answers
+            + self.webhook_events
         )
 
 
@@ -41,6 +51,9 @@ async def cleanup(*, now: datetime, settings: Settings) -> Deleted:
         refresh_tokens=await _spent_refresh_tokens(now),
         qr_codes=await _dead_qr_codes(now),
         idempotent_answers=await idempotency.delete_expired(now),
+        webhook_events=await _settled_webhook_events(
+            now - timedelta(days=settings.webhook_retention_days)
+        ),
     )
 
 
@@ -82,3 +95,16 @@ async def _dead_qr_codes(now: datetime) -> int:
         Q(state__in=unused, expires_at__lte=now) | Q(state=PairingState.redeemed, device_id=None),
         kind=Kind.ADMIN_APP,
     ).delete()
+
+
+async def _settled_webhook_events(horizon: datetime) -> int:
+    """Events fanned out before `horizon` whose deliveries are all delivered or failed; their
+    delivery log goes with them (cascade)."""
+    pending = WebhookDelivery.filter(next_attempt_at__isnull=False)
+    settled = OutboxEvent.filter(occurred_at__lt=horizon, dispatched_at__isnull=False).exclude(
+        id__in=Subquery(pending.values("event_id"))
+    )
+    settled_ids = await settled.values_list("id", flat=True)
+    if settled_ids:
+        await OutboxEvent.filter(id__in=settled_ids).delete()
+    return len(settled_ids)

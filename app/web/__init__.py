@@ -6,7 +6,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from app.edge.routing import RouteGroup
-from app.web import audit_log, auth, fleet, mobile_app, pairing
+from app.web import audit_log, auth, fleet, mobile_app, pairing, webhooks
 from app.web.rendering import STATIC_DIR
 
 GROUPS = [
@@ -14,7 +14,13 @@ GROUPS = [
     RouteGroup("", [*auth.routes, *fleet.home_routes], csrf_required=(r"/login$",)),
     RouteGroup(
         "/admin",
-        [*fleet.routes, *pairing.routes, *audit_log.routes, *mobile_app.routes],
+        [
+            *fleet.routes,
+            *pairing.routes,
+            *audit_log.routes,
+            *mobile_app.routes,
+            *webhooks.routes,
+        ],
     ),
     RouteGroup("", [Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static")]),
 ]

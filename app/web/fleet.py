@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -22,14 +25,24 @@ from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
 from app.edge.text import NUL_REFUSED, has_nul
 from app.errors import DomainError
-from app.models import Kind
-from app.services import audit, devices, presence
+from app.models import AuditAction, Device, Kind
+from app.services import audit, devices, fleet_summary, presence
+from app.services.fleet_summary import FleetSummary
+from app.settings import Settings
+from app.web import relative_time
 from app.web.rendering import render
 
 PAGE_SIZE = 25
 # Open pages re-read presence this often (a heartbeat arrives every ~30 s per device).
 LIVE_REFRESH_SECONDS = 5
 PLATFORMS = {"ios": "iOS", "ipados": "iPadOS", "macos": "macOS", "android": "Android"}
+# `status=` of the list, each matching one count of `fleet_summary`.
+STATUSES = {
+    "online": "Online",
+    "offline": "Offline",
+    "expiring": "Expiring soon",
+    "clones": "Suspected clones",
+}
 
 
 class FleetQuery(BaseModel):
@@ -61,12 +74,15 @@ async def fleet_page(request: Request) -> Response:
         query = FleetQuery.model_validate(dict(request.query_params))
     except ValidationError:
         query = FleetQuery()
+    status = query.status if query.status in STATUSES else ""
     fleet_filter = devices.FleetFilter(
         # Admin-app connections have their own page (Mobile app).
         kind=Kind.SCANNER,
         q=query.q[:120] or None,
         platform=query.platform if query.platform in PLATFORMS else None,
-        online={"online": True, "offline": False}.get(query.status),
+        online={"online": True, "offline": False}.get(status),
+        expiring_soon=status == "expiring",
+        clone_suspected=status == "clones",
     )
     try:
         page = await devices.list_devices(
@@ -82,7 +98,8 @@ async def fleet_page(request: Request) -> Response:
             fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings, presence=state.presence
         )
     now = clock.now()
-    filters = {"q": query.q, "platform": query.platform, "status": query.status}
+    counts = await fleet_summary.summary(now=now, settings=settings, presence=state.presence)
+    filters = {"q": query.q, "platform": query.platform, "status": status}
     next_url = (
         "/admin/devices?" + urlencode({**filters, "cursor": page.next_cursor})
         if page.next_cursor
@@ -92,7 +109,10 @@ async def fleet_page(request: Request) -> Response:
         request,
         "devices.html",
         {
-            "devices": [device_view(d, now=now, settings=settings).wire() for d in page.items],
+            "devices": [_listed(d, now=now, settings=settings) for d in page.items],
+            "counts": _count_cards(counts, status),
+            "statuses": STATUSES,
+            "notice_days": settings.credential_expiry_notice_days,
             "filters": filters,
             "filtered": any(filters.values()),
             "first_page": not query.cursor,
@@ -104,6 +124,46 @@ async def fleet_page(request: Request) -> Response:
             "refresh_seconds": LIVE_REFRESH_SECONDS,
         },
     )
+
+
+def _listed(device: Device, *, now: datetime, settings: Settings) -> dict[str, Any]:
+    view = device_view(device, now=now, settings=settings).wire()
+    seen = device.last_seen_at
+    return view | {
+        "lastSeenAgo": relative_time.ago(seen, now),
+        "lastSeenExact": relative_time.exact(seen) if seen else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CountCard:
+    key: str
+    label: str
+    count: int
+    href: str
+    current: bool
+
+
+def _count_cards(counts: FleetSummary, status: str) -> list[CountCard]:
+    """Each count links to the list it counts; pending pairings are not devices yet, and the
+    audit log shows the typed codes claimed (each approved in its minting admin's dialog)."""
+
+    def card(key: str, label: str, count: int, href: str) -> CountCard:
+        return CountCard(key, label, count, href, current=key == (status or "total"))
+
+    return [
+        card("total", "Devices", counts.total, "/admin/devices"),
+        card("online", "Online", counts.online, "/admin/devices?status=online"),
+        card("offline", "Offline", counts.offline, "/admin/devices?status=offline"),
+        card(
+            "pending",
+            "Pending approval",
+            counts.pending_approval,
+            f"/admin/audit?action={AuditAction.PAIRING_CLAIMED.value}",
+        ),
+        card("expiring", "Expiring soon", counts.expiring_soon, "/admin/devices?status=expiring"),
+        card("clones", "Suspected clones", counts.clone_suspected, "/admin/devices?status=clones"),
+    ]
 
 
 async def device_page(request: Request) -> Response:

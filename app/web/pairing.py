@@ -1,8 +1,10 @@
-"""The Register device dialog: a live code, its QR, and the pending device to approve."""
+"""The Register device dialog: a live code, its QR, the pending device to approve, and the
+refused attempts at the code as they happen."""
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
@@ -16,9 +18,52 @@ from app.edge.qr import qr_svg
 from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
 from app.errors import DomainError
-from app.services import devices, pairing, pairing_approval, pairing_codes
+from app.services import devices, pairing, pairing_approval, pairing_attempts, pairing_codes
 from app.web.fleet import PLATFORMS
 from app.web.rendering import render
+
+# Problem codes as the dialog says them.
+REASONS = {
+    "invalid_proof": "wrong proof",
+    "session_burned": "code already closed",
+    "code_expired": "code expired",
+    "code_already_used": "code already used",
+    "rate_limited": "rate limited",
+    "invalid_code": "code not valid",
+    "access_denied": "device rejected",
+    "expired_token": "approval expired",
+}
+
+
+def reason_in_words(attempt: dict[str, Any]) -> str:
+    if attempt["outcome"] == "burned":
+        return "wrong proof, closed the code"
+    code: str = attempt["reason"]
+    return REASONS.get(code, code.replace("_", " "))
+
+
+def attempts_summary(attempts: list[dict[str, Any]]) -> str | None:
+    """The line above the list (newest first): `2 failed attempts: wrong proof from <ip>`."""
+    if not attempts:
+        return None
+    count = len(attempts)
+    if count >= pairing_attempts.KEPT_PER_SESSION:
+        counted = f"At least {count} failed attempts"
+    else:
+        counted = f"{count} failed attempt{'s' if count > 1 else ''}"
+    last = attempts[0]
+    return f"{counted}: {reason_in_words(last)} from {last['ip'] or 'an unknown address'}"
+
+
+def burned_summary(session: dict[str, Any]) -> str | None:
+    """Why a burned code closed, from the attempt that burned it."""
+    burn = next((a for a in session["attempts"] if a["outcome"] == "burned"), None)
+    if burn is None:
+        return None
+    return (
+        f"Closed after {session['failedAttempts']} wrong proofs; "
+        f"last from {burn['ip'] or 'an unknown address'}"
+    )
 
 
 async def register_dialog(request: Request) -> Response:
@@ -42,7 +87,11 @@ async def register_dialog(request: Request) -> Response:
 
 async def _status(request: Request, session_id: UUID, message: str | None = None) -> Response:
     session = await pairing.get(session_id=session_id)
-    view = pairing_session_view(session, now=clock.now()).wire()
+    attempts = await pairing_attempts.recent(session.id)
+    view = pairing_session_view(session, now=clock.now(), attempts=attempts).wire()
+    for attempt in view["attempts"]:
+        attempt["reasonText"] = reason_in_words(attempt)
+        attempt["atTime"] = attempt["atIso"][11:19]
     if "deviceId" in view:
         view["deviceLabel"] = (await devices.get_device(UUID(view["deviceId"]))).label
     principal = principal_of(request)
@@ -53,6 +102,8 @@ async def _status(request: Request, session_id: UUID, message: str | None = None
             "session": view,
             "message": message,
             "platforms": PLATFORMS,
+            "attempts_summary": attempts_summary(view["attempts"]),
+            "burned_summary": burned_summary(view),
             "can_decide": principal is not None
             and principal.is_admin
             and session.created_by_id == principal.user.id,

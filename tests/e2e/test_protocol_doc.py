@@ -33,6 +33,7 @@ from simulator.protocol import (
     TOKEN,
     PkcePair,
     display_code,
+    new_installation_id,
     s256_challenge,
 )
 from tests.harness import REPO_ROOT, ServerProcess
@@ -61,6 +62,7 @@ SHAPES: dict[str, str] = {
     "deviceToken": _DEVICE_TOKEN,
     "deviceSecret": _DEVICE_SECRET,
     "credentialsExpiresAtIso": _ISO_UTC,
+    "rotateAfterIso": _ISO_UTC,
     "pairingId": _UUID,
     "checkCode": r"\d{6}",
     "codeExpiresAtIso": _ISO_UTC,
@@ -71,6 +73,7 @@ SHAPES: dict[str, str] = {
     "newCredentialsExpiresAtIso": _ISO_UTC,
     "keyId": r"[0-9a-f]{32}",
     "publicKey": _B64URL_256_BITS,
+    "installationId": _UUID,
 }
 DEVICE_API = {
     ("POST", REGISTER),
@@ -251,6 +254,7 @@ class Replay:
             code=scanned.code,
             typedCode=display_code(scanned.code).lower(),
             pairingProof=scanned.proof,
+            installationId=new_installation_id(),
         )
 
     async def admin_approves(self) -> None:

@@ -14,9 +14,11 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
@@ -75,6 +77,9 @@ ENVIRONMENT = {
     # A rotated-out pair coming back is then a stolen copy at once, not a lost answer.
     "ROTATION_RACE_WINDOW_SECONDS": "0",
     "REDEEM_FAILURES_PER_IP": "1000/minute",
+    # Every event goes to a receiver on loopback, whose deliveries are searched too.
+    "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+    "WEBHOOK_DELIVERY_EVERY_SECONDS": "1",
 }
 
 
@@ -210,6 +215,45 @@ def deployment(
         server.stop()
         if worker is not None:
             worker.stop()
+
+
+class WebhookReceiver:
+    """Keeps every webhook delivery, headers and body, as text to search."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                receiver.deliveries.append(f"{self.headers}\n{body.decode()}")
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    webhooks = WebhookReceiver()
+    try:
+        yield webhooks
+    finally:
+        webhooks.close()
 
 
 @dataclass
@@ -593,6 +637,22 @@ def sign_out(run: Run) -> None:
         _refused(old.get("/api/v1/auth/me"), 401)
 
 
+def webhooks(run: Run, receiver_url: str) -> None:
+    created = run.admin.post(
+        "/api/v1/admin/webhooks",
+        json={"url": receiver_url, "events": ["*"], "description": "canary"},
+        headers=run.csrf,
+    )
+    assert created.status_code == 201, created.text
+    secret = run.canary.add("webhook signing secret", created.json()["secret"])
+    run.answers.issued(created, secret)
+    endpoint = created.json()["webhookId"]
+    sent = run.admin.post(f"/api/v1/admin/webhooks/{endpoint}/test", headers=run.csrf)
+    assert sent.status_code == 202, sent.text
+    assert run.admin.get("/api/v1/admin/webhooks").status_code == 200
+    assert run.admin.get("/admin/webhooks").status_code == 200
+
+
 def _eventually(check: Callable[[], bool], within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not check():
@@ -600,10 +660,11 @@ def _eventually(check: Callable[[], bool], within: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def push_every_flow(run: Run) -> str:
+def push_every_flow(run: Run, receiver_url: str) -> str:
     """Every flow once; returns the id of a pairing session left to expire."""
     password = _value(run.canary, "admin password")
     sign_in_attempts(run, password)
+    webhooks(run, receiver_url)
     left_to_expire, _ = run.mint()
     operator_account(run)
     scanned = scanned_pairing(run)
@@ -656,13 +717,15 @@ def after_the_jobs(
 
 
 def test_no_secret_reaches_logs_audit_rows_answers_or_metrics(
-    deployment: Deployment, canary: Canary
+    deployment: Deployment, canary: Canary, receiver: WebhookReceiver
 ) -> None:
     started = time.monotonic()
     answers = Answers()
     with Run(deployment.server.url, canary, answers) as run:
-        left_to_expire = push_every_flow(run)
+        left_to_expire = push_every_flow(run, receiver.url)
         audit_events, metrics = after_the_jobs(deployment, run, left_to_expire)
+        # The test event, registrations, revocations, presence: each delivered by now or soon.
+        _eventually(lambda: len(receiver.deliveries) >= 5, 15, "webhook deliveries arrive")
     flows_took = time.monotonic() - started
 
     rows = deployment.rows()
@@ -685,6 +748,7 @@ def test_no_secret_reaches_logs_audit_rows_answers_or_metrics(
         ),
         *(answer.haystack() for answer in answers.answers),
         *(Haystack(name, text) for name, text in metrics.items()),
+        *(Haystack(f"webhook delivery {n}", text) for n, text in enumerate(receiver.deliveries, 1)),
     ]
     if deployment.redis_url is not None:
         haystacks.append(Haystack("redis", _redis_dump(deployment.redis_url), lines=True))
@@ -708,13 +772,15 @@ def test_no_secret_reaches_logs_audit_rows_answers_or_metrics(
         "CSRF token",
         "server secret key",
         "metrics token",
+        "webhook signing secret",
     }
     print(
         f"\n{deployment.backend}: {len(canary.secrets)} secrets of {len(canary.kinds)} kinds "
         f"searched across {log_lines} log lines, {len(rows[audit_table])} audit rows "
         f"(and {sum(map(len, rows.values()))} rows in {len(rows)} tables), "
         f"{len(answers.answers)} response bodies ({len(answers.errors)} errors), "
-        f"{len(metrics)} metrics outputs: {len(hits)} hits; flows {flows_took:.1f} s"
+        f"{len(metrics)} metrics outputs, {len(receiver.deliveries)} webhook deliveries: "
+        f"{len(hits)} hits; flows {flows_took:.1f} s"
     )
     assert not hits, "secrets found:\n" + "\n".join(map(str, hits))
 

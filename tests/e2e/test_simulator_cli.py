@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from simulator.scenarios import SCENARIOS
-from tests.e2e.simulator_fixtures import Target
-from tests.harness import REPO_ROOT
+from tests.e2e.simulator_fixtures import SHORT_WINDOWS, Target
+from tests.harness import REPO_ROOT, ServerProcess, base_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -167,6 +167,46 @@ def test_named_scenarios_pass_through_the_cli(target: Target, tmp_path: Path) ->
     for name in names:
         assert f"✓ {name} passed" in result.stdout
     assert target.admin_password not in result.stdout + result.stderr
+
+
+def clone_scenario(
+    target: Target, clone_response: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return simulator(
+        ["scenario", "clone", "--clone-response", clone_response], sim_env(target), cwd
+    )
+
+
+@pytest.fixture(scope="module")
+def revoking_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """An embedded server that revokes a device whose pair two installs used."""
+    workdir = tmp_path_factory.mktemp("sim-revoke")
+    env = base_env(workdir, CLONE_RESPONSE="revoke", **SHORT_WINDOWS)
+    server = ServerProcess(workdir, env).start()
+    try:
+        email, password = server.first_admin()
+        yield Target("revoke", server.url, server.url, email, password)
+    finally:
+        server.stop()
+
+
+def test_the_clone_scenario_checks_the_servers_clone_response(
+    target: Target, revoking_target: Target, tmp_path: Path
+) -> None:
+    """Each setting passes against its own server and fails against the other."""
+    flagged = clone_scenario(target, "flag", tmp_path)
+    assert flagged.returncode == 0, flagged.stdout + flagged.stderr
+    assert "✓ the copy keeps working (CLONE_RESPONSE=flag)" in flagged.stdout
+    revoked = clone_scenario(revoking_target, "revoke", tmp_path)
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert "✓ the original after the revocation: 401 token_revoked" in revoked.stdout
+
+    expected_flag = clone_scenario(revoking_target, "flag", tmp_path)
+    assert expected_flag.returncode == 1
+    assert "✗ clone failed: the copy keeps working" in expected_flag.stderr
+    expected_revoke = clone_scenario(target, "revoke", tmp_path)
+    assert expected_revoke.returncode == 1
+    assert "✗ clone failed: the copy is refused" in expected_revoke.stderr
 
 
 def test_pair_with_an_admin_app_token_instead_of_a_password(target: Target, tmp_path: Path) -> None:

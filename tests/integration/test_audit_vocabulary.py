@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -20,9 +20,9 @@ from starlette.applications import Starlette
 from app import clock, jobs
 from app.edge.runtime import runtime
 from app.models import AuditAction, AuditEvent
-from app.services import signing_keys
+from app.services import signing_keys, webhooks
 from app.settings import Settings
-from simulator.protocol import REGISTER, DeviceApi
+from simulator.protocol import REGISTER, DeviceApi, new_installation_id
 from tests.admin_phone import APP_DEVICES, cancel_from_console, connect, exchange, generate
 from tests.admin_phone import refresh as refresh_app
 from tests.factories import SignedInClient, make_user, mint_code, pair_scanner, sign_in
@@ -32,6 +32,7 @@ from tests.wire import assert_problem, iso
 A = AuditAction
 LOGOUT = "/api/v1/auth/logout"
 SESSIONS = "/api/v1/admin/pairing-sessions"
+WEBHOOKS = "/api/v1/admin/webhooks"
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,16 @@ async def credentials_flow(world: World) -> None:
     assert_problem(late, 401, "token_expired")
 
 
+async def clone_flow(world: World) -> None:
+    admin = await world.admin("clones")
+    device_api = DeviceApi(world.device_client)
+
+    original = await pair_scanner(admin, world.device_client)
+    await device_api.access_token(original)
+    copy = replace(original, installation_id=new_installation_id())
+    await device_api.access_token(copy)
+
+
 async def admin_app_flow(world: World) -> None:
     admin = await world.admin("admin-app")
     phone = world.device_client
@@ -154,6 +165,44 @@ async def admin_app_flow(world: World) -> None:
     assert (await world.client.post(LOGOUT, headers=admin.write_headers())).status_code == 204
 
 
+async def expiry_notice_flow(world: World) -> None:
+    admin = await world.admin("expiry")
+    await pair_scanner(admin, world.device_client)
+    settings = world.settings
+    clock.advance(
+        timedelta(days=settings.device_credential_ttl_days - settings.credential_expiry_notice_days)
+        + timedelta(days=1)
+    )
+    context = jobs.JobContext(settings=world.settings, store=runtime(world.app).presence)
+    assert await jobs.notify_expiring_credentials(context) == 1
+
+
+async def webhooks_flow(world: World) -> None:
+    admin = await world.admin("webhooks")
+    body = {"url": "https://93.184.215.14/polaris", "events": ["*"]}
+    created = await world.client.post(WEBHOOKS, json=body, headers=admin.write_headers())
+    assert created.status_code == 201, created.text
+    endpoint = f"{WEBHOOKS}/{created.json()['webhookId']}"
+    assert (await world.client.post(f"{endpoint}/test", headers=admin.write_headers())).is_success
+    assert (await world.client.delete(endpoint, headers=admin.write_headers())).is_success
+
+    # A receiver on loopback, allowed when created and refused when sent to, through a
+    # one-retry schedule: the endpoint is disabled (the delivery job called directly).
+    lenient = world.settings.model_copy(update={"webhook_allow_private_networks": True})
+    local = await webhooks.create_endpoint(
+        url="http://127.0.0.1:9/polaris",
+        events=["*"],
+        description="",
+        actor=admin.user,
+        ip=None,
+        settings=lenient,
+    )
+    await webhooks.send_test(endpoint_id=local.endpoint.id, actor=admin.user, ip=None)
+    strict = world.settings.model_copy(update={"webhook_retry_schedule": (0,)})
+    for _ in range(2):
+        assert await webhooks.deliver_due(clock.now(), strict) == 1
+
+
 async def signing_keys_flow(world: World) -> None:
     await signing_keys.rotate(settings=world.settings, grace=timedelta(hours=1))
 
@@ -164,6 +213,16 @@ SIGNED_IN = {A.USER_CREATED, A.USER_SIGNED_IN}
 # the flows that move the clock by days come last.
 FAMILIES: dict[str, tuple[Flow, set[AuditAction]]] = {
     "accounts": (accounts_flow, {*SIGNED_IN, A.USER_SIGNED_OUT}),
+    "webhooks": (
+        webhooks_flow,
+        {
+            *SIGNED_IN,
+            A.WEBHOOK_CREATED,
+            A.WEBHOOK_TEST_SENT,
+            A.WEBHOOK_DELETED,
+            A.WEBHOOK_DISABLED,
+        },
+    ),
     "pairing": (
         pairing_flow,
         {
@@ -194,6 +253,16 @@ FAMILIES: dict[str, tuple[Flow, set[AuditAction]]] = {
             A.APP_QR_CANCELLED,
         },
     ),
+    "clones": (
+        clone_flow,
+        {
+            *SIGNED_IN,
+            A.PAIRING_CODE_MINTED,
+            A.DEVICE_REGISTERED,
+            A.DEVICE_TOKEN_ISSUED,
+            A.DEVICE_CLONE_SUSPECTED,
+        },
+    ),
     "credentials": (
         credentials_flow,
         {
@@ -208,6 +277,16 @@ FAMILIES: dict[str, tuple[Flow, set[AuditAction]]] = {
             A.DEVICE_TOKEN_REVOKED,
             A.DEVICE_DEREGISTERED,
             A.DEVICE_TOKEN_EXPIRED,
+        },
+    ),
+    "expiry_notice": (
+        expiry_notice_flow,
+        {
+            *SIGNED_IN,
+            A.PAIRING_CODE_MINTED,
+            A.DEVICE_REGISTERED,
+            A.DEVICE_TOKEN_ISSUED,
+            A.DEVICE_TOKEN_EXPIRING,
         },
     ),
     "signing_keys": (signing_keys_flow, {A.SIGNING_KEY_ROTATED}),

@@ -10,7 +10,15 @@ from starlette.applications import Starlette
 
 from app import clock, jobs
 from app.edge.runtime import runtime
-from app.models import AuditEvent, ConsoleSession, Device, PairingSession
+from app.models import (
+    AuditEvent,
+    ConsoleSession,
+    Device,
+    OutboxEvent,
+    PairingSession,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from app.models.user import Role
 from app.settings import Settings
 from simulator.protocol import DeviceApi
@@ -118,3 +126,36 @@ async def test_cleanup_also_deletes_expired_admin_app_qr_codes(
     assert await jobs.cleanup(_context(app)) == 1
     assert not await PairingSession.filter(kind="admin_app").exists()
     assert await AuditEvent.filter(action="app.qr.generated").count() == 1
+
+
+async def test_cleanup_deletes_settled_webhook_events_with_their_log_and_keeps_pending_ones(
+    app: Starlette,
+) -> None:
+    now = clock.now()
+    endpoint = await WebhookEndpoint.create(
+        url="https://hooks.example.com/polaris", events=["*"], sealed_secret="-", created_at=now
+    )
+    settled = await OutboxEvent.create(
+        type="device.online", data={}, occurred_at=now, dispatched_at=now
+    )
+    await WebhookDelivery.create(
+        endpoint=endpoint, event=settled, attempts=1, delivered_at=now, created_at=now
+    )
+    pending = await OutboxEvent.create(
+        type="device.offline", data={}, occurred_at=now, dispatched_at=now
+    )
+    await WebhookDelivery.create(
+        endpoint=endpoint,
+        event=pending,
+        attempts=3,
+        next_attempt_at=now + timedelta(hours=5),
+        created_at=now,
+    )
+    clock.advance(timedelta(days=runtime(app).settings.webhook_retention_days + 1))
+
+    await jobs.cleanup(_context(app))
+
+    assert await OutboxEvent.filter(id=settled.id).count() == 0
+    assert await WebhookDelivery.filter(event_id=settled.id).count() == 0
+    assert await OutboxEvent.filter(id=pending.id).count() == 1
+    assert await WebhookDelivery.filter(event_id=pending.id).count() == 1

@@ -45,6 +45,7 @@ from tests.scanner import PUSH_TOKEN, bearer, poll_body, typed_body
 OPENAPI = "/api/openapi.json"
 METRICS_TOKEN = "openapi-metrics-token-0123456789"
 USERS = "/api/v1/admin/users"
+WEBHOOKS = "/api/v1/admin/webhooks"
 JSON = {"Content-Type": "application/json"}
 
 
@@ -153,6 +154,19 @@ async def _admin_app(admin: SignedInClient, device_client: httpx.AsyncClient) ->
     assert revoked.status_code == 204
 
 
+async def _webhooks(admin: SignedInClient) -> None:
+    """An endpoint on a literal public address (no lookup, never sent to here)."""
+    body = {"url": "https://93.184.215.14/polaris", "events": ["*"]}
+    created = await admin.client.post(WEBHOOKS, json=body, headers=admin.write_headers())
+    assert created.status_code == 201, created.text
+    endpoint = f"{WEBHOOKS}/{created.json()['webhookId']}"
+    assert (await admin.client.get(WEBHOOKS)).status_code == 200
+    sent = await admin.client.post(f"{endpoint}/test", headers=admin.write_headers())
+    assert sent.status_code == 202
+    assert (await admin.client.get(f"{endpoint}/deliveries")).status_code == 200
+    assert (await admin.client.delete(endpoint, headers=admin.write_headers())).status_code == 204
+
+
 async def _users_and_session(admin: SignedInClient) -> None:
     new_user = {"email": "ops@example.com", "password": "long enough password", "role": "operator"}
     created = await admin.client.post(USERS, json=new_user, headers=admin.write_headers())
@@ -180,11 +194,13 @@ async def test_every_success_answer_matches_its_documented_schema(
     await device_api.jwks()
     detail = await admin.api.device(credentials.device_id)
     await admin.api.devices_page(limit=1, kind="scanner")
+    assert (await admin.client.get("/api/v1/admin/fleet/summary")).status_code == 200
     await admin.api.audit()
     await admin.api.revoke_token(credentials.device_id, detail["tokens"][0]["tokenId"])
     await admin.api.deregister(credentials.device_id)
     await _typed_pairing(admin, device_client)
     await _admin_app(admin, device_client)
+    await _webhooks(admin)
     for path in ("/healthz", "/readyz", OPENAPI):
         assert (await device_client.get(path)).status_code == 200
     assert (await device_client.get("/metrics", headers=bearer(METRICS_TOKEN))).status_code == 200

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from app.auth.csrf import new_csrf_token
 from app.edge.cookies import CSRF_COOKIE, SESSION_COOKIE
 from app.main import API_PREFIXES, GROUPS
-from app.models import Kind, PairingSession
+from app.models import Kind, PairingSession, WebhookEndpoint
 from app.models.user import Role
 from app.services import audit
 from app.settings import Environment, Settings
@@ -105,6 +105,10 @@ SCANNER = {"device_id": "scanner_device", "token_id": "scanner_token"}
 PAIRING = {"session_id": "pairing_session"}
 APP_DEVICE = {"device_id": "app_device"}
 APP_QR = {"session_id": "app_qr_session"}
+WEBHOOK = {"endpoint_id": "webhook_endpoint"}
+API_WEBHOOK = {"webhook_id": "webhook_endpoint"}
+# A literal public address: accepted without a lookup, and never sent to (no scheduler here).
+WEBHOOK_URL = "https://93.184.215.14/polaris"
 
 
 def _with(access: Access, ids: Mapping[str, str], **changes: Any) -> Access:
@@ -136,6 +140,7 @@ ACCESS: dict[RouteKey, Access] = {
     ("POST", "/api/v1/admin/pairing-sessions/{session_id:uuid}/approve"): _with(API_ADMIN, PAIRING),
     ("POST", "/api/v1/admin/pairing-sessions/{session_id:uuid}/reject"): _with(API_ADMIN, PAIRING),
     ("GET", "/api/v1/admin/devices"): API_READ,
+    ("GET", "/api/v1/admin/fleet/summary"): API_READ,
     ("GET", "/api/v1/admin/devices/{device_id:uuid}"): _with(API_READ, SCANNER),
     ("DELETE", "/api/v1/admin/devices/{device_id:uuid}"): _with(API_ADMIN, SCANNER),
     ("POST", "/api/v1/admin/devices/{device_id:uuid}/tokens/{token_id:uuid}/revoke"): _with(
@@ -148,6 +153,11 @@ ACCESS: dict[RouteKey, Access] = {
     ("POST", "/api/v1/admin/app/refresh"): _with(DEVICE, {}, kind="admin app"),
     ("GET", "/api/v1/admin/app/devices"): API_READ,
     ("DELETE", "/api/v1/admin/app/devices/{device_id:uuid}"): _with(API_ADMIN, APP_DEVICE),
+    ("GET", "/api/v1/admin/webhooks"): API_READ,
+    ("POST", "/api/v1/admin/webhooks"): API_ADMIN,
+    ("DELETE", "/api/v1/admin/webhooks/{webhook_id:uuid}"): _with(API_ADMIN, API_WEBHOOK),
+    ("POST", "/api/v1/admin/webhooks/{webhook_id:uuid}/test"): _with(API_ADMIN, API_WEBHOOK),
+    ("GET", "/api/v1/admin/webhooks/{webhook_id:uuid}/deliveries"): _with(API_READ, API_WEBHOOK),
     ("GET", "/login"): SIGN_IN_FORMS,
     ("POST", "/login"): SIGN_IN_FORMS,
     ("POST", "/logout"): SIGN_IN_FORMS,
@@ -171,6 +181,11 @@ ACCESS: dict[RouteKey, Access] = {
     # Reading a QR code's state is an admin's: it tells whether a phone just connected.
     ("GET", "/admin/mobile-app/qr/{session_id:uuid}"): _with(PAGE_ADMIN, APP_QR),
     ("POST", "/admin/mobile-app/qr/{session_id:uuid}/cancel"): _with(PAGE_ADMIN, APP_QR),
+    ("GET", "/admin/webhooks"): PAGE_READ,
+    ("POST", "/admin/webhooks"): PAGE_ADMIN,
+    ("GET", "/admin/webhooks/{endpoint_id:uuid}"): _with(PAGE_READ, WEBHOOK),
+    ("POST", "/admin/webhooks/{endpoint_id:uuid}/test"): _with(PAGE_ADMIN, WEBHOOK),
+    ("POST", "/admin/webhooks/{endpoint_id:uuid}/remove"): _with(PAGE_ADMIN, WEBHOOK),
 }
 
 
@@ -256,12 +271,19 @@ async def world(admin: SignedInClient, device_client: httpx.AsyncClient) -> dict
     phone = await connect(admin, device_client)
     await generate(admin)
     app_qr = await PairingSession.filter(kind=Kind.ADMIN_APP, state="minted").get()
+    webhook = await admin.client.post(
+        "/admin/webhooks",
+        data={"url": WEBHOOK_URL, "events": "*"},
+        headers=admin.write_headers(),
+    )
+    assert webhook.status_code == 200, webhook.text
     return {
         "scanner_device": scanner.device_id,
         "scanner_token": detail["tokens"][0]["tokenId"],
         "pairing_session": (await admin.api.mint_code()).pairing_session_id,
         "app_device": phone.device_id,
         "app_qr_session": str(app_qr.id),
+        "webhook_endpoint": str((await WebhookEndpoint.get(url=WEBHOOK_URL)).id),
         "static_file": "console.css",
     }
 

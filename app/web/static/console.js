@@ -29,6 +29,19 @@
     if (closer) closer.closest("dialog").close();
   });
 
+  // A copy button copies the text of the element its data-copy names; without clipboard
+  // access (a page not served over https), the text is selected for the person to copy.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-copy]");
+    if (!button) return;
+    const source = document.getElementById(button.dataset.copy);
+    if (!source) return;
+    const done = function () { button.textContent = "Copied"; };
+    const select = function () { window.getSelection().selectAllChildren(source); };
+    if (navigator.clipboard) navigator.clipboard.writeText(source.textContent.trim()).then(done, select);
+    else select();
+  });
+
   // Escape closes a dialog without cancelling its code; say goodbye to the code explicitly.
   document.addEventListener("close", function (event) {
     if (event.target.id === "register-dialog") {
