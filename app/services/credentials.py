@@ -200,6 +200,30 @@ async def authenticate(
             raise TokenRevoked
 
 
+async def _authenticate_install(
+    *,
+    device_token: str,
+    device_secret: str,
+    installation_id: str | None,
+    ip: str | None,
+    settings: Settings,
+    presence: PresenceStore,
+) -> Authenticated:
+    """`authenticate`, then the install presenting the pair checked against the one it is
+    bound to (`clone_detection`)."""
+    current = await authenticate(
+        device_token=device_token,
+        device_secret=device_secret,
+        ip=ip,
+        settings=settings,
+        presence=presence,
+    )
+    await check_installation(
+        current.token, installation_id, ip=ip, settings=settings, presence=presence
+    )
+    return current
+
+
 async def exchange(
     *,
     device_token: str,
@@ -212,15 +236,13 @@ async def exchange(
     """`authenticate` for an access token, counted by outcome in `polaris_token_exchanges`
     (`issued`, or the refusal's problem code)."""
     try:
-        current = await authenticate(
+        current = await _authenticate_install(
             device_token=device_token,
             device_secret=device_secret,
+            installation_id=installation_id,
             ip=ip,
             settings=settings,
             presence=presence,
-        )
-        await check_installation(
-            current.token, installation_id, ip=ip, settings=settings, presence=presence
         )
     except DomainError as exc:
         TOKEN_EXCHANGES.labels(exc.code).inc()
@@ -285,15 +307,13 @@ async def rotate(
     installation_id: str | None = None,
 ) -> IssuedCredentials:
     """New pair for old: the old one is `rotated` in the same transaction, exactly once."""
-    current = await authenticate(
+    current = await _authenticate_install(
         device_token=device_token,
         device_secret=device_secret,
+        installation_id=installation_id,
         ip=ip,
         settings=settings,
         presence=presence,
-    )
-    await check_installation(
-        current.token, installation_id, ip=ip, settings=settings, presence=presence
     )
     now = clock.now()
     actor = audit.Actor.device(current.device.id)

@@ -10,7 +10,6 @@ the key. Only the request's keyed hash is kept, and the answer is encrypted unde
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.auth.hashing import keyed_hash, matches
+from app.auth.sealing import sealer
 from app.errors import IdempotencyKeyInFlight, IdempotencyKeyReuse
 from app.models import IdempotentAnswer
 from app.settings import Settings
@@ -66,8 +66,7 @@ def _key_hash(settings: Settings, operation: str, key: str) -> str:
 
 
 def _fernet(settings: Settings) -> Fernet:
-    digest = hashlib.sha256(b"polaris-idempotent-answers:" + settings.secret.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    return sealer(settings.secret, "idempotent-answers")
 
 
 async def claim(*, operation: str, key: str, request: str, settings: Settings) -> Claim | Answer:

@@ -6,8 +6,6 @@ dump alone cannot mint access tokens.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from datetime import timedelta
 
 import orjson
@@ -17,14 +15,14 @@ from tortoise.transactions import in_transaction
 
 from app import clock
 from app.auth.jwt import Keyring, generate_key
+from app.auth.sealing import sealer
 from app.models import AuditAction, SigningKey
 from app.services import audit
 from app.settings import Settings
 
 
 def _fernet(settings: Settings) -> Fernet:
-    digest = hashlib.sha256(b"polaris-signing-keys:" + settings.secret.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    return sealer(settings.secret, "signing-keys")
 
 
 async def _create(settings: Settings) -> SigningKey:

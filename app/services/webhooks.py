@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import random
 import secrets
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from standardwebhooks import Webhook
 from tortoise.transactions import in_transaction
 
 from app import clock
+from app.auth.sealing import sealer
 from app.errors import Conflict, InvalidInput, NotFound
 from app.logging import get_logger
 from app.models import AuditAction, EventType, OutboxEvent, User, WebhookDelivery, WebhookEndpoint
@@ -67,8 +67,7 @@ def message_id(event_id: UUID) -> str:
 
 
 def _fernet(settings: Settings) -> Fernet:
-    digest = hashlib.sha256(b"polaris-webhook-secrets:" + settings.secret.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    return sealer(settings.secret, "webhook-secrets")
 
 
 def _new_secret() -> str:

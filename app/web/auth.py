@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -14,22 +14,13 @@ from app.edge.access import authenticate
 from app.edge.cookies import SESSION_COOKIE, clear_session_cookies, set_session_cookies
 from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
-from app.edge.text import NUL_REFUSED, has_nul
 from app.errors import InvalidCredentials, RateLimited
 from app.services import accounts
+from app.web.forms import ConsoleForm
 from app.web.rendering import render
 
 
-class SignInForm(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_characters(cls, values: object) -> object:
-        if has_nul(values):
-            raise ValueError(NUL_REFUSED)
-        return values
-
+class SignInForm(ConsoleForm):
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
     next: str = "/"

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -23,13 +23,13 @@ from app.edge.presenters import (
 )
 from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
-from app.edge.text import NUL_REFUSED, has_nul
 from app.errors import DomainError
 from app.models import AuditAction, Device, Kind
 from app.services import audit, devices, fleet_summary, presence
 from app.services.fleet_summary import FleetSummary
 from app.settings import Settings
 from app.web import relative_time
+from app.web.forms import ConsoleForm
 from app.web.rendering import render
 
 PAGE_SIZE = 25
@@ -45,16 +45,7 @@ STATUSES = {
 }
 
 
-class FleetQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_characters(cls, values: object) -> object:
-        if has_nul(values):
-            raise ValueError(NUL_REFUSED)
-        return values
-
+class FleetQuery(ConsoleForm):
     q: str = ""
     platform: str = ""
     status: str = ""

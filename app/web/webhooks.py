@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,10 +17,10 @@ from app.edge.presenters import webhook_delivery_view, webhook_view
 from app.edge.problems import status_for
 from app.edge.responses import NO_STORE
 from app.edge.runtime import request_ip, runtime
-from app.edge.text import NUL_REFUSED, has_nul
 from app.errors import DomainError, NotFound
 from app.models import EventType
 from app.services import webhooks
+from app.web.forms import ConsoleForm
 from app.web.rendering import render
 
 ALL_EVENTS = webhooks.ALL_EVENTS
@@ -48,16 +48,7 @@ EVENT_DESCRIPTIONS: dict[EventType, str] = {
 FORM_HELP = "Enter an http(s) URL and choose at least one event, or All events."
 
 
-class EndpointForm(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_characters(cls, values: object) -> object:
-        if has_nul(values):
-            raise ValueError(NUL_REFUSED)
-        return values
-
+class EndpointForm(ConsoleForm):
     url: str = Field(min_length=1, max_length=2048)
     events: list[str] = Field(min_length=1)
     description: str = Field(default="", max_length=200)

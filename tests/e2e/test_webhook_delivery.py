@@ -165,7 +165,7 @@ async def arrived_types(receiver: Receiver, secret: str, wanted: set[str]) -> li
             await receiver.arrived.wait()
 
 
-async def test_a_committed_registration_is_delivered_after_the_app_is_killed(
+async def test_a_committed_registration_is_delivered_after_the_app_is_killed_and_retried(
     deployment: Deployment, receiver: Receiver
 ) -> None:
     server = deployment.start(jobs=False, **NO_DELIVERY)
@@ -178,14 +178,18 @@ async def test_a_committed_registration_is_delivered_after_the_app_is_killed(
         device = await pair(admin, DeviceApi(device_client))
     deployment.kill_server()
     assert receiver.received == []
+    # The receiver is down for the first two attempts: retried after 1 s, then 1 s more.
+    receiver.fail_first = 2
 
     # Embedded, the restarted server runs the jobs; on PostgreSQL, the worker.
     deployment.start()
 
-    [first] = await receiver.wait_for(1, seconds=20)
-    payload = first.verified(secret)
-    assert payload["type"] == "device.registered"
-    assert payload["data"]["deviceId"] == device.device_id
+    attempts = await receiver.wait_for(3, seconds=30)
+    payloads = [attempt.verified(secret) for attempt in attempts]
+    assert {attempt.headers["webhook-id"] for attempt in attempts} == {payloads[0]["id"]}
+    assert payloads[0] == payloads[1] == payloads[2]
+    assert payloads[0]["type"] == "device.registered"
+    assert payloads[0]["data"]["deviceId"] == device.device_id
 
 
 async def test_every_emitted_event_type_arrives_signed(

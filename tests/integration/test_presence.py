@@ -54,7 +54,10 @@ async def test_heartbeat_answers_when_to_send_the_next_one(
     response = heartbeat_sent.answer
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"nextHeartbeatInSeconds": settings.heartbeat_interval_seconds}
+    body = response.json()
+    assert set(body) == {"nextHeartbeatInSeconds", "credentialsExpireAtIso", "rotateAfterIso"}
+    assert body["nextHeartbeatInSeconds"] == settings.heartbeat_interval_seconds
+    assert body["rotateAfterIso"] < body["credentialsExpireAtIso"]
 
 
 async def test_a_heartbeat_shows_the_device_online_within_the_window(
