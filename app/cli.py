@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
+import signal
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from tortoise import Tortoise
 
-from app import db, metrics
+from app import clock, db, metrics
 from app.auth import guessing
 from app.errors import DomainError
 from app.models import Role
-from app.services import accounts, app_onboarding, pairing_codes
+from app.services import accounts, app_onboarding, pairing_codes, seeding
+from app.services.credentials import DeviceDetails
+from app.services.pairing_sessions import credential_ttl
 from app.settings import ConfigurationError, Settings, load_settings
+from simulator.profiles import Identity, fleet_identities
+from simulator.state import DEFAULT_PATH, StateFile, StateFileError, StoredDevice
 
 T = TypeVar("T")
 
@@ -287,6 +297,185 @@ def rotate_signing_key(
     )
 
 
+def _seed_details(identity: Identity, settings: Settings) -> DeviceDetails:
+    chosen = identity.profile
+    capabilities = tuple(c for c in chosen.capabilities if c in settings.supported_capabilities)
+    return DeviceDetails(
+        label=identity.label,
+        platform=chosen.platform.value,
+        model=chosen.model,
+        os_version=chosen.os_version,
+        app_version=chosen.app_version,
+        apns_environment=chosen.apns_environment,
+        capabilities=capabilities or settings.supported_capabilities[:1],
+        push_token=identity.push_token,
+    )
+
+
+def _seed_identities(count: int, fleet: str) -> list[Identity]:
+    """The devices `polaris-sim fleet --devices N --seed <fleet>` is made of, so it resumes
+    them instead of pairing new ones; labels as an operator would give them."""
+    return [
+        dataclasses.replace(
+            identity,
+            label=seeding.seeded_label(
+                identity.serial, identity.profile.platform.value, identity.profile.marketing_name
+            ),
+        )
+        for identity in fleet_identities(count, seed=fleet)
+    ]
+
+
+def _confirm_production(settings: Settings, count: int, yes: bool) -> None:
+    if not settings.is_production or yes:
+        return
+    if not sys.stdin.isatty():
+        err.print(
+            "[red]POLARIS_ENV is production:[/red] seeding writes devices with live credentials "
+            "into its database. Pass --yes if that is what you want."
+        )
+        raise typer.Exit(2)
+    typer.confirm(
+        f"POLARIS_ENV is production. Write {count:,} devices with live credentials into its "
+        "database?",
+        abort=True,
+    )
+
+
+async def _seed(
+    settings: Settings,
+    identities: list[Identity],
+    *,
+    owner_email: str | None,
+    batch: int,
+    seeded: list[tuple[Identity, seeding.SeededDevice]],
+) -> tuple[str, bool]:
+    """Seed until done or told to stop; returns the owner's email and whether it stopped."""
+    owner = await seeding.seeding_owner(owner_email)
+    details = [_seed_details(identity, settings) for identity in identities]
+    # A cancelled commit may still commit, leaving devices whose credentials nobody kept:
+    # Ctrl+C stops between batches instead.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    columns = (TextColumn("Seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=False) as progress:
+        task = progress.add_task("devices", total=len(details))
+        batches = seeding.seed_devices(
+            details=details,
+            owner=owner,
+            now=clock.now(),
+            ttl=credential_ttl(settings),
+            batch_size=batch,
+        )
+        async with contextlib.aclosing(batches):
+            async for done in batches:
+                start = len(seeded)
+                seeded.extend(zip(identities[start : start + len(done)], done, strict=True))
+                progress.advance(task, len(done))
+                if stop.is_set():
+                    break
+    return owner.email, stop.is_set()
+
+
+def _file_seeded(
+    state: StateFile, server: str, seeded: list[tuple[Identity, seeding.SeededDevice]]
+) -> int:
+    """Add the seeded devices' credentials under `server`; returns how many entries with the
+    same serials they replace (devices of an earlier run, whose credentials are dropped)."""
+    fresh = [
+        StoredDevice(
+            serial=identity.serial,
+            profile=identity.profile.name,
+            label=identity.label,
+            push_token=identity.push_token,
+            device_id=str(device.device_id),
+            device_token=device.device_token,
+            device_secret=device.device_secret,
+            expires_at_iso=device.expires_at_iso,
+        )
+        for identity, device in seeded
+    ]
+    serials = {device.serial for device in fresh}
+    earlier = state.load(server)
+    kept = [device for device in earlier if device.serial not in serials]
+    state.save(server, kept + fresh)
+    return len(earlier) - len(kept)
+
+
+@cli.command("seed-devices")
+def seed_devices(
+    count: Annotated[int, typer.Option(min=1, help="How many paired devices to create.")],
+    state: Annotated[
+        Path, typer.Option(help="The simulator's credentials file (written mode 0600).")
+    ] = DEFAULT_PATH,
+    server_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The URL the simulator and Locust will be pointed at: the credentials are "
+            "filed under it (default: PUBLIC_BASE_URL)."
+        ),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option(min=1, max=seeding.MAX_BATCH, help="Devices per transaction.")
+    ] = seeding.DEFAULT_BATCH,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="Email of the admin who owns the devices (default: the first admin)."),
+    ] = None,
+    fleet: Annotated[
+        str,
+        typer.Option(help="The simulator fleet's --seed: serials are SIM-<fleet>-00000 …"),
+    ] = "fleet",
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Seed a production database without asking.")
+    ] = False,
+) -> None:
+    """Create N paired scanners through the service layer, audited, and write their
+    credentials where the simulator and Locust read them."""
+    settings = _settings()
+    _confirm_production(settings, count, yes)
+    server = (server_url or settings.public_base_url).rstrip("/")
+    started = time.monotonic()
+    identities = _seed_identities(count, fleet)
+    seeded: list[tuple[Identity, seeding.SeededDevice]] = []
+    replaced = 0
+    try:
+        with StateFile(state).locked() as file:
+            file.load(server)  # an unreadable file stops us before the database is touched
+            try:
+                owner_email, stopped = _run_with_db(
+                    settings,
+                    lambda: _seed(
+                        settings, identities, owner_email=owner, batch=batch, seeded=seeded
+                    ),
+                )
+            finally:
+                # Committed batches stay in the database, so their credentials must not be lost.
+                if seeded:
+                    replaced = _file_seeded(file, server, seeded)
+    except StateFileError as exc:
+        err.print(f"[red]Credentials file:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except DomainError as exc:
+        err.print(f"[red]Could not seed:[/red] {exc.message}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    elapsed = time.monotonic() - started
+    if replaced:
+        out.print(f"Replaced {replaced:,} earlier entries with the same serials.", soft_wrap=True)
+    if stopped:
+        out.print(f"Stopped after {len(seeded):,} of {count:,} devices.", highlight=False)
+    out.print(
+        f"Seeded {len(seeded):,} devices in {elapsed:.1f} s ({len(seeded) / elapsed:,.0f} "
+        f"devices/s), owned by {owner_email}; credentials for {server} in {state} (mode 0600).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if stopped:
+        raise typer.Exit(130)
+
+
 @cli.command()
 def worker(
     metrics_port: Annotated[
@@ -311,6 +500,35 @@ def worker(
         out.print(f"Job metrics on port {metrics_port} at /metrics")
     out.print("Worker running the scheduled jobs (Ctrl+C to stop)")
     run()
+
+
+@cli.command("measure-presence", hidden=True)
+def measure_presence(
+    devices: Annotated[int, typer.Option(min=1, help="Size of the measured fleet.")] = 100_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Sweeps and flushes timed (median).")] = 1,
+    allow_existing: Annotated[
+        bool,
+        typer.Option(help="Measure on a database or presence store that already has data."),
+    ] = False,
+) -> None:
+    """Time the offline sweep and the last-seen flush over a fleet built for it and weigh the
+    presence store; prints JSON. Exits 1 on a database with devices, unless allowed."""
+    import orjson
+
+    from app.services import presence_measure
+
+    settings = _settings()
+    try:
+        figures = _run_with_db(
+            settings,
+            lambda: presence_measure.measure(
+                settings=settings, devices=devices, rounds=rounds, allow_existing=allow_existing
+            ),
+        )
+    except DomainError as exc:
+        err.print(f"[red]Not measured:[/red] {exc.message}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    typer.echo(orjson.dumps(figures.as_dict()).decode())
 
 
 def main() -> None:

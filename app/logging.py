@@ -4,21 +4,87 @@ Our own events skip the standard library's records and formatter: each is render
 written straight to the root handler's stream, which keeps one access-log line per request
 cheap. Levels still come from `logging`, and third-party records (uvicorn, tortoise) go
 through the same handler and processors, so every line looks alike.
+
+Access-log lines, one per request, are written in batches: a write and a flush per request
+cost more than the line. A batch goes out when it holds `_BATCH_LINES` lines, at most
+`_BATCH_SECONDS` after its first line, before any other line (so lines stay in order) and at
+exit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
 from asgi_correlation_id import correlation_id
 from structlog.typing import EventDict, WrappedLogger
 
-_handler = logging.StreamHandler(sys.stderr)
+# Access-log lines waiting for their batch to be written.
+_BATCH_LINES = 256
+_BATCH_SECONDS = 0.05
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, line: str) -> None:
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= _BATCH_LINES:
+            self.flush()
+        elif len(lines) == 1:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(_BATCH_SECONDS, self.flush)
+            except RuntimeError:
+                # No event loop to come back later (a command, a test): write it now.
+                self.flush()
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        text = "\n".join(self._lines) + "\n"
+        self._lines.clear()
+        _handler.acquire()
+        try:
+            _write(_handler.stream, text)
+        finally:
+            _handler.release()
+
+
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text)
+    stream.flush()
+
+
+_batch = _Batch()
+atexit.register(_batch.flush)
+
+
+class _OrderedHandler(logging.StreamHandler[TextIO]):
+    """The root handler; access-log lines waiting in their batch go out before a record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _batch.flush()
+        super().emit(record)
+
+
+def flush_access_log() -> None:
+    """Write the access-log lines still waiting (at shutdown)."""
+    _batch.flush()
+
+
+_handler: logging.StreamHandler[TextIO] = _OrderedHandler(sys.stderr)
 # structlog's method names, as `logging` levels.
 _LEVEL_OF = {
     "debug": logging.DEBUG,
@@ -44,11 +110,11 @@ class _StreamLogger:
         return not levels.disabled and levels.isEnabledFor(_LEVEL_OF[method_name])
 
     def msg(self, message: str) -> None:
+        _batch.flush()
         handler = _handler
         handler.acquire()
         try:
-            handler.stream.write(message + "\n")
-            handler.flush()
+            _write(handler.stream, message + "\n")
         finally:
             handler.release()
 
@@ -119,7 +185,8 @@ def configure_logging(*, level: str = "INFO", as_json: bool | None = None) -> No
         wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    _batch.flush()
+    handler = _OrderedHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -144,8 +211,8 @@ def configure_logging(*, level: str = "INFO", as_json: bool | None = None) -> No
 class DirectLogger:
     """For one event logged on every request (the access log): the same processors and the
     same line as any other logger, minus structlog's per-call wrapping, which costs more
-    than the line itself at thousands of requests a second. Only `info` and no exceptions,
-    on purpose: anything else belongs to `get_logger`."""
+    than the line itself at thousands of requests a second, written in batches. Only `info`
+    and no exceptions, on purpose: anything else belongs to `get_logger`."""
 
     def __init__(self, name: str) -> None:
         self._sink = _StreamLogger(name)
@@ -161,7 +228,7 @@ class DirectLogger:
                 line = processor(sink, "info", line)
         except structlog.DropEvent:
             return
-        sink.msg(line)
+        _batch.add(line)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -26,15 +26,17 @@ from app.edge.middleware import (
     BodyLimitMiddleware,
     ConsoleCSRFMiddleware,
     SecurityHeadersMiddleware,
+    new_request_id,
     security_headers,
 )
 from app.edge.runtime import Runtime, runtime
 from app.jobs import JobContext
-from app.logging import configure_logging, get_logger
+from app.logging import configure_logging, flush_access_log, get_logger
 from app.presence import create_store
 from app.scheduler import EmbeddedScheduler
 from app.services import signing_keys
 from app.services.revocations import DatabaseRevocations
+from app.services.verified_pairs import VerifiedPairs
 from app.settings import Settings, load_settings
 from app.web.errors import handle_web_error
 
@@ -49,7 +51,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     return [
         # The heartbeats it answers skip every layer below (and log and count themselves).
         Middleware(HeartbeatFastPath, settings=settings),
-        Middleware(CorrelationIdMiddleware, header_name="X-Request-ID"),
+        Middleware(CorrelationIdMiddleware, header_name="X-Request-ID", generator=new_request_id),
         Middleware(AccessLogMiddleware, metrics=settings.metrics_enabled),
         Middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
@@ -144,6 +146,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
                 rate_limiter=RateLimiter.for_backend(redis),
                 heartbeat_limiter=RateLimiter.for_backend(None),
                 presence=create_store(settings, DatabaseRevocations()),
+                verified_pairs=VerifiedPairs(
+                    size=settings.verified_pairs_size, ttl=settings.verified_pairs_seconds
+                ),
                 keyring=await signing_keys.load_keyring(settings),
             )
             state = runtime(app)
@@ -161,6 +166,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             finally:
                 metrics.process_stopped()
                 await state.presence.stop()
+                flush_access_log()
     finally:
         if redis is not None:
             await redis.aclose(close_connection_pool=True)

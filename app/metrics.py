@@ -58,6 +58,12 @@ TOKEN_EXCHANGES = Counter(
     "Device credentials traded for an access token, by outcome.",
     ["outcome"],
 )
+VERIFIED_PAIR_LOOKUPS = Counter(
+    "polaris_verified_pair_lookups",
+    "Token exchanges by where the credential pair was found valid: `memory` (verified "
+    "before by this process, see VERIFIED_PAIRS_SIZE) or `database`.",
+    ["source"],
+)
 PAIRING_OUTCOMES = Counter(
     "polaris_pairing_outcomes",
     "How pairing attempts and decisions ended, by reason.",

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(
         default=12, gt=0, description="A console session ends this long after sign-in."
     )
+    console_refresh_seconds: int = Field(
+        default=5,
+        gt=0,
+        description="How often an open Devices or device page asks for changes (at most one "
+        "update per interval, however many devices changed).",
+    )
     login_failures_per_account: str = Field(
         default="5/15minutes", description="Failed sign-ins allowed per account."
     )
@@ -136,6 +142,19 @@ class Settings(BaseSettings):
         ge=0,
         description="A rotated-out credential presented this soon after its rotation answers "
         "409 (audited) instead of revoking the device as a stolen copy.",
+    )
+    verified_pairs_size: int = Field(
+        default=100_000,
+        ge=0,
+        description="Credential pairs each process keeps verified for the token exchange "
+        "(0 reads the database on every exchange); about 700 bytes each.",
+    )
+    verified_pairs_seconds: int = Field(
+        default=600,
+        ge=0,
+        lt=900,
+        description="How long a verified pair is kept; shorter than the 15 minutes a process "
+        "remembers a revocation, which every hit asks.",
     )
     max_request_bytes: int = Field(
         default=16 * 1024, gt=0, description="Larger request bodies are refused (413)."

@@ -30,6 +30,8 @@ from pathlib import Path
 from loadtests.cpus import Pinning, busy_elsewhere, plan_cpus
 from loadtests.devices import access_tokens, pair_devices, shows_online
 from loadtests.errors import BenchError
+from loadtests.registration import RegistrationFigures, registration_latencies
+from loadtests.scale import Soak, print_soak
 from loadtests.servers import (
     BENCH_HEARTBEATS_PER_DEVICE,
     POSTGRES_URL,
@@ -64,6 +66,7 @@ class Figures:
     runs: dict[str, list[WrkResult]] = field(default_factory=dict)
     logged: Counter[int] = field(default_factory=Counter)
     online: bool = False
+    registration: RegistrationFigures | None = None
 
     def add(self, name: str, result: WrkResult) -> None:
         self.runs.setdefault(name, []).append(result)
@@ -124,6 +127,16 @@ class Bench:
                         server.pid,
                     )
                     self.figures.add(TOKEN_EXCHANGE, result)
+                if self.args.registrations:
+                    self.figures.registration = asyncio.run(
+                        registration_latencies(
+                            server.base_url,
+                            self.email,
+                            self.password,
+                            count=self.args.registrations,
+                            concurrency=self.args.registration_concurrency,
+                        )
+                    )
 
     def heartbeat_round_without_metrics(self) -> None:
         """The same heartbeats with METRICS_ENABLED=false: what counting them costs."""
@@ -192,9 +205,26 @@ def _print_ratios(args: argparse.Namespace, figures: Figures) -> None:
             f"({without.cpu_us_per_request / max(1e-9, heartbeat.cpu_us_per_request) * 100:.1f} %"
             " by server CPU time per request)"
         )
+    if TOKEN_EXCHANGE in figures.runs:
+        token = figures.median(TOKEN_EXCHANGE)
+        base = figures.median(BASELINE_LOGGED)
+        print(
+            f"Polaris token exchange / {BASELINE_LOGGED}: "
+            f"{token.per_second / base.per_second * 100:.1f} % of its req/s "
+            f"({base.cpu_us_per_request / max(1e-9, token.cpu_us_per_request) * 100:.1f} % by "
+            "server CPU time per request)"
+        )
     if args.rounds > 1:
         spread = [f"{r.per_second:,.0f}" for r in figures.runs[HEARTBEAT]]
         print(f"Polaris heartbeat req/s per round: {', '.join(spread)}")
+    registration = figures.registration
+    if registration is not None:
+        print(
+            f"Polaris registration (QR path), {registration.count} devices, "
+            f"{registration.concurrency} in flight: {registration.per_second:,.0f} /s, "
+            f"p50 {registration.p(0.50):.1f} ms, p99 {registration.p(0.99):.1f} ms, "
+            f"max {max(registration.latencies_ms):.1f} ms"
+        )
 
 
 def report(args: argparse.Namespace, pinning: Pinning, figures: Figures, busy: float) -> int:
@@ -260,9 +290,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--token-seconds", type=int, default=10, help="token-exchange run length (0 skips it)"
     )
     parser.add_argument(
+        "--registrations",
+        type=int,
+        default=500,
+        help="QR registrations timed in the last round (0 skips them)",
+    )
+    parser.add_argument(
+        "--registration-concurrency", type=int, default=50, help="registrations in flight"
+    )
+    parser.add_argument(
         "--compare-metrics",
         action="store_true",
         help="also measure heartbeats with METRICS_ENABLED=false each round",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the rounds: the soak of N seeded devices on PostgreSQL + Redis",
+    )
+    parser.add_argument("--soak-seconds", type=int, default=300, help="with --scale")
+    parser.add_argument("--locust-processes", type=int, default=2, help="with --scale")
+    parser.add_argument("--locust-users", type=int, default=500, help="with --scale")
+    parser.add_argument(
+        "--scale-workers", type=int, default=1, help="`polaris serve` workers with --scale"
     )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="skip taskset")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
@@ -275,8 +327,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def soak(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="polaris-soak-"))
+    run = Soak(
+        workdir=workdir,
+        devices=args.scale,
+        seconds=args.soak_seconds,
+        processes=args.locust_processes,
+        users=args.locust_users,
+        server_workers=args.scale_workers,
+        postgres_url=args.database_url or POSTGRES_URL,
+        redis_url=args.redis_url,
+    )
+    try:
+        failed = print_soak(run.run(), run)
+    finally:
+        print(f"Work directory (logs, Locust CSV): {workdir}")
+    for failure in failed:
+        print(f"GOAL MISSED: {failure}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scale:
+        try:
+            return soak(args)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         wrk = require_wrk()
         pinning = plan_cpus(args.pin)

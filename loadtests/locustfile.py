@@ -1,156 +1,83 @@
-"""Locust scenarios for the device hot paths: heartbeats and access-token exchange.
+"""Locust scenarios for Polaris, built on the simulator's protocol (never on `app`).
 
-Devices are paired beforehand by the simulator (`python -m simulator fleet --devices N
---duration 1`), whose credentials file this reads: Locust never mints codes. A few hundred
-users each cycle through a slice of the devices, so thousands of devices share few
-connections. Run it in its own process (gevent patches the world); see loadtests/README.md.
+    PYTHONPATH=. locust -f loadtests/locustfile.py --host URL [options] [UserClass ...]
+
+`HeartbeatingDevices` and `ExchangingTokens` play the devices of the simulator's credentials
+file (seed them first: `python -m simulator fleet --devices N --duration 1`); `PairingDevice`
+pairs new devices through an admin's console session; `MixedFleet` is the whole fleet's
+mix. A run that names no user class plays the two hot paths, as it always has. Locust runs
+in its own process (gevent patches the world); see loadtests/README.md.
 """
 
 from __future__ import annotations
 
-import itertools
-import random
-import threading
-import time
-from pathlib import Path
 from typing import Any
 
-import orjson
-from locust import FastHttpUser, events, task
+import gevent  # type: ignore[import-untyped]
+from locust import events, stats
 from locust.env import Environment
+from locust.runners import Runner, WorkerRunner
 
-from simulator.protocol import HEARTBEAT, JSON_HEADERS, TOKEN, USER_AGENT
-from simulator.state import DEFAULT_PATH, StateFile, StoredDevice
+from loadtests.locust_fleet import load_fleet
+from loadtests.locust_hot_paths import ExchangingTokens, FleetUser, HeartbeatingDevices
+from loadtests.locust_mixed_fleet import MixedFleet
+from loadtests.locust_options import add_options, options_of
+from loadtests.locust_pairing_device import PairingDevice
 
-HEADERS = {**JSON_HEADERS, "User-Agent": USER_AGENT}
-# Refresh an access token this long before it expires, as the simulator's devices do.
-REFRESH_MARGIN = 60.0
+# Locust takes the user classes from this module's names.
+__all__ = ["ExchangingTokens", "HeartbeatingDevices", "MixedFleet", "PairingDevice"]
 
-_devices: list[StoredDevice] = []
-_deal = itertools.count()
-_deal_lock = threading.Lock()
-
-
-def _options(parser: Any) -> None:
-    parser.add_argument("--sim-state", default=str(DEFAULT_PATH), help="simulator credentials")
-    parser.add_argument("--heartbeat-every", type=float, default=30.0, help="s per device")
-    parser.add_argument("--devices-per-user", type=int, default=50)
+DEFAULT_USERS = (HeartbeatingDevices, ExchangingTokens)
+ADMIN_USERS = (PairingDevice, MixedFleet)
 
 
-def _load_devices(environment: Environment, **_: Any) -> None:
-    options = environment.parsed_options
-    assert options is not None
-    host = (environment.host or "").rstrip("/")
-    _devices[:] = StateFile(Path(options.sim_state)).load(host)
-    if not _devices:
-        raise SystemExit(f"no paired devices for {host} in {options.sim_state}: run the simulator")
+def _default_users(environment: Environment, runner: Runner, **_: Any) -> None:
+    # The master (or the only process) decides which users run; a worker spawns whichever
+    # the master names, so it keeps them all.
+    parsed = environment.parsed_options
+    if parsed is None or parsed.user_classes or isinstance(runner, WorkerRunner):
+        return
+    environment.user_classes[:] = list(DEFAULT_USERS)
+
+
+def _complete_csv(environment: Environment, runner: Runner, **_: Any) -> None:
+    parsed = environment.parsed_options
+    if parsed is None or not parsed.csv_prefix or isinstance(runner, WorkerRunner):
+        return
+
+    def last_rows(**_: Any) -> None:
+        # Locust's CSV writer writes once a second and is not asked again at the end, so the
+        # files would miss the last second (on_stop's requests among them): give it a turn.
+        gevent.sleep(stats.CSV_STATS_INTERVAL_SEC + 0.2)
+
+    environment.events.quit.add_listener(last_rows)
+
+
+def _fresh_clock(**_: Any) -> None:
+    # Locust arms --run-time with gevent.spawn_later, on the event loop's cached clock, which
+    # stands still until the loop first runs: after a slow start (imports on a busy machine)
+    # a headless run would end that much early.
+    gevent.get_hub().loop.update_now()
+
+
+def _check_run(environment: Environment, **_: Any) -> None:
+    """Stop before the first request when the chosen users lack what they need."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    chosen = environment.user_classes
+    needs_admin = any(issubclass(user, ADMIN_USERS) for user in chosen)
+    if needs_admin and not options_of(environment).has_admin:
+        raise SystemExit(
+            "PairingDevice and MixedFleet need an admin: --admin-email and "
+            "--admin-password (or POLARIS_SIM_ADMIN_EMAIL and POLARIS_SIM_ADMIN_PASSWORD)"
+        )
+    if any(issubclass(user, FleetUser) for user in chosen):
+        load_fleet(environment)
 
 
 # Registered by call, not as decorators: an unannotated decorator would untype the listeners.
-events.init_command_line_parser.add_listener(_options)
-events.test_start.add_listener(_load_devices)
-
-
-def _slice(size: int) -> list[StoredDevice]:
-    with _deal_lock:
-        start = next(_deal) * size
-    return [_devices[(start + offset) % len(_devices)] for offset in range(size)]
-
-
-class Device(FastHttpUser):
-    """Base: a slice of devices with their access tokens, exchanged when needed."""
-
-    abstract = True
-
-    def on_start(self) -> None:
-        options = self.environment.parsed_options
-        assert options is not None
-        self.devices = _slice(max(1, min(options.devices_per_user, len(_devices))))
-        self.every = float(options.heartbeat_every)
-        self.turn = itertools.cycle(self.devices)
-        self.tokens: dict[str, tuple[str, float]] = {}
-        # FastHttpSession takes a str body (geventhttpclient encodes it as UTF-8).
-        self.credentials = {
-            d.device_id: _json({"deviceToken": d.device_token, "deviceSecret": d.device_secret})
-            for d in self.devices
-        }
-
-    def exchange(self, device: StoredDevice) -> str | None:
-        with self.client.post(
-            TOKEN,
-            data=self.credentials[device.device_id],
-            headers=HEADERS,
-            name=TOKEN,
-            catch_response=True,
-        ) as answer:
-            if answer.status_code != 200:
-                answer.failure(_problem(answer))
-                return None
-            grant = orjson.loads(answer.content)
-        expires_at = time.monotonic() + float(grant["expiresIn"])
-        self.tokens[device.device_id] = (str(grant["accessToken"]), expires_at)
-        return str(grant["accessToken"])
-
-    def access_token(self, device: StoredDevice) -> str | None:
-        token, expires_at = self.tokens.get(device.device_id, ("", 0.0))
-        if time.monotonic() + REFRESH_MARGIN < expires_at:
-            return token
-        return self.exchange(device)
-
-
-class HeartbeatingDevices(Device):
-    """Each device heartbeats every --heartbeat-every seconds, start times spread at random."""
-
-    weight = 10
-
-    def wait_time(self) -> float:
-        return self.every / len(self.devices) * random.uniform(0.9, 1.1)
-
-    def on_start(self) -> None:
-        super().on_start()
-        # Users started in lock-step make a load no real fleet makes. Locust has patched
-        # time.sleep into gevent's, so this yields to the other users.
-        time.sleep(random.uniform(0, self.wait_time()))
-
-    @task
-    def heartbeat(self) -> None:
-        device = next(self.turn)
-        token = self.access_token(device)
-        if token is None:
-            return
-        body = {"appVersion": "2.4.0", "batteryLevel": round(random.uniform(0.2, 1), 2)}
-        with self.client.post(
-            HEARTBEAT,
-            data=_json(body),
-            headers={**HEADERS, "Authorization": f"Bearer {token}"},
-            name=HEARTBEAT,
-            catch_response=True,
-        ) as answer:
-            if answer.status_code == 401:
-                self.tokens.pop(device.device_id, None)
-            if answer.status_code != 200:
-                answer.failure(_problem(answer))
-
-
-class ExchangingTokens(Device):
-    """Apps waking up: trade the long-lived credentials for a fresh access token."""
-
-    weight = 1
-
-    def wait_time(self) -> float:
-        return random.uniform(0.5, 1.5)
-
-    @task
-    def token(self) -> None:
-        self.exchange(next(self.turn))
-
-
-def _json(body: dict[str, Any]) -> str:
-    return orjson.dumps(body).decode()
-
-
-def _problem(answer: Any) -> str:
-    try:
-        return f"{answer.status_code} {orjson.loads(answer.content).get('code')}"
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        return f"{answer.status_code}"
+events.init_command_line_parser.add_listener(add_options)
+events.init.add_listener(_default_users)
+events.init.add_listener(_fresh_clock)
+events.init.add_listener(_complete_csv)
+events.test_start.add_listener(_check_run)

@@ -223,6 +223,53 @@ class PendingPairing:
     interval: float
     expires_at_iso: str
 
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> PendingPairing:
+        return cls(
+            pairing_id=str(body["pairingId"]),
+            check_code=str(body["checkCode"]),
+            interval=float(body["interval"]),
+            expires_at_iso=str(body["expiresAtIso"]),
+        )
+
+
+# The request bodies, as pure functions: DeviceApi sends them, and so does any other client
+# (Locust's) that must speak the same protocol without this module's httpx transport.
+
+
+def register_body(
+    *, code: str, pkce: PkcePair, fields: DeviceFields, proof: str | None = None
+) -> dict[str, Any]:
+    """`POST /api/devices/register`: with the console `proof` when scanned, without when typed."""
+    body: dict[str, Any] = {"code": code, "codeChallenge": pkce.challenge, **fields.wire()}
+    if proof is not None:
+        body["pairingProof"] = proof
+    return body
+
+
+def poll_body(pairing_id: str, verifier: str) -> dict[str, str]:
+    return {"pairingId": pairing_id, "codeVerifier": verifier}
+
+
+def heartbeat_body(
+    *,
+    app_version: str | None = None,
+    os_version: str | None = None,
+    battery_level: float | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if app_version is not None:
+        body["appVersion"] = app_version
+    if os_version is not None:
+        body["osVersion"] = os_version
+    if battery_level is not None:
+        body["batteryLevel"] = round(battery_level, 2)
+    return body
+
+
+def push_token_body(*, push_token: str, apns_environment: str) -> dict[str, str]:
+    return {"pushToken": push_token, "apnsEnvironment": apns_environment}
+
 
 def device_http_client(
     base_url: str, *, connections: int = 10, timeout: float = 15.0
@@ -317,17 +364,10 @@ class DeviceApi:
     async def register(
         self, *, code: str, pkce: PkcePair, fields: DeviceFields, proof: str | None = None
     ) -> Credentials | PendingPairing:
-        body = {"code": code, "codeChallenge": pkce.challenge, **fields.wire()}
-        if proof is not None:
-            body["pairingProof"] = proof
+        body = register_body(code=code, pkce=pkce, fields=fields, proof=proof)
         answer = (await self._send_idempotent("POST", REGISTER, body)).json()
         if answer.get("status") == "pending_approval":
-            return PendingPairing(
-                pairing_id=str(answer["pairingId"]),
-                check_code=str(answer["checkCode"]),
-                interval=float(answer["interval"]),
-                expires_at_iso=str(answer["expiresAtIso"]),
-            )
+            return PendingPairing.from_wire(answer)
         return Credentials.from_wire(answer, installation_id=new_installation_id())
 
     async def register_scanned(
@@ -350,8 +390,7 @@ class DeviceApi:
         return outcome
 
     async def poll(self, pairing_id: str, verifier: str) -> Credentials:
-        body = {"pairingId": pairing_id, "codeVerifier": verifier}
-        answer = (await self._send_idempotent("POST", POLL, body)).json()
+        answer = (await self._send_idempotent("POST", POLL, poll_body(pairing_id, verifier))).json()
         return Credentials.from_wire(answer, installation_id=new_installation_id())
 
     async def wait_for_approval(
@@ -416,13 +455,9 @@ class DeviceApi:
         battery_level: float | None = None,
     ) -> HeartbeatAnswer:
         """The whole answer: when to beat again, and when to renew the credentials."""
-        body: dict[str, Any] = {}
-        if app_version is not None:
-            body["appVersion"] = app_version
-        if os_version is not None:
-            body["osVersion"] = os_version
-        if battery_level is not None:
-            body["batteryLevel"] = round(battery_level, 2)
+        body = heartbeat_body(
+            app_version=app_version, os_version=os_version, battery_level=battery_level
+        )
         raw = token.token if isinstance(token, AccessToken) else token
         answer = await self._send("POST", HEARTBEAT, body, bearer=raw)
         return HeartbeatAnswer.from_wire(answer.json())
@@ -431,7 +466,7 @@ class DeviceApi:
         self, token: AccessToken | str, *, push_token: str, apns_environment: str
     ) -> None:
         raw = token.token if isinstance(token, AccessToken) else token
-        body = {"pushToken": push_token, "apnsEnvironment": apns_environment}
+        body = push_token_body(push_token=push_token, apns_environment=apns_environment)
         await self._send("PUT", PUSH_TOKEN, body, bearer=raw)
 
     async def rotate(self, credentials: Credentials) -> Credentials:

@@ -20,7 +20,6 @@ from app.edge.responses import NO_STORE, view_response
 from app.edge.runtime import request_ip, runtime
 from app.edge.views import iso
 from app.errors import TokenRevoked
-from app.models import DeviceToken
 from app.services import credential_expiry, credentials, heartbeats
 from app.settings import Settings
 
@@ -34,23 +33,24 @@ async def access_token(request: Request) -> Response:
     state = runtime(request)
     lifetime = state.settings.access_token_lifetime_seconds
     body = await parse_body(request, CredentialsRequest)
-    current = await credentials.exchange(
+    grant = await credentials.exchange(
         device_token=body.device_token,
         device_secret=body.device_secret,
         ip=request_ip(request),
         settings=state.settings,
         presence=state.presence,
+        verified=state.verified_pairs,
         installation_id=installation(body),
     )
     token, expires_at = state.keyring.sign(
         token_type=DEVICE_TOKEN_TYPE,
         audience=DEVICE_AUDIENCE,
-        subject=str(current.device.id),
-        token_id=str(current.token.id),
-        scope=tuple(current.device.capabilities),
+        subject=grant.device_id,
+        token_id=grant.token_id,
+        scope=grant.capabilities,
         issued_at=int(clock.now().timestamp()),
         lifetime=lifetime,
-        credential=credential_window(current.token, state.settings),
+        credential=credential_window(grant.issued_at, grant.expires_at, state.settings),
     )
     return view_response(
         AccessTokenResponse(
@@ -89,14 +89,14 @@ async def heartbeat(request: Request) -> Response:
     )
 
 
-def credential_window(token: DeviceToken, settings: Settings) -> CredentialWindow:
+def credential_window(
+    issued_at: datetime, expires_at: datetime, settings: Settings
+) -> CredentialWindow:
     """What the access token tells each heartbeat of the pair it was minted from."""
     rotate_after = credential_expiry.rotate_after(
-        issued_at=token.issued_at,
-        expires_at=token.expires_at,
-        share=settings.credential_rotate_after,
+        issued_at=issued_at, expires_at=expires_at, share=settings.credential_rotate_after
     )
-    return CredentialWindow(str(iso(token.expires_at)), str(iso(rotate_after)))
+    return CredentialWindow(str(iso(expires_at)), str(iso(rotate_after)))
 
 
 async def _credential_lifetime(

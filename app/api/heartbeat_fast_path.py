@@ -15,7 +15,6 @@ A backing service failing mid-heartbeat is answered by the API's own exception h
 from __future__ import annotations
 
 import time
-import uuid
 
 import orjson
 from asgi_correlation_id import correlation_id
@@ -29,7 +28,7 @@ from app.api.bodies import is_json
 from app.api.errors import handler_for
 from app.api.schemas import HeartbeatRequest
 from app.auth.jwt import DEVICE_TOKEN_TYPE, AccessClaims, CredentialWindow, Keyring
-from app.edge.middleware import log_request, security_headers
+from app.edge.middleware import log_request, new_request_id, security_headers
 from app.edge.runtime import Runtime, runtime
 from app.metrics import RouteTally
 from app.services import heartbeats
@@ -80,7 +79,7 @@ class HeartbeatFastPath:
             return
 
         request_id = headers.get(b"x-request-id")
-        rid = request_id.decode("latin-1") if request_id is not None else uuid.uuid4().hex
+        rid = request_id.decode("latin-1") if request_id is not None else new_request_id()
         context = correlation_id.set(rid)
         status = 500
         try:

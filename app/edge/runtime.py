@@ -12,6 +12,7 @@ from app.auth.client_ip import client_ip
 from app.auth.jwt import Keyring
 from app.auth.ratelimit import RateLimiter
 from app.presence import PresenceStore
+from app.services.verified_pairs import VerifiedPairs
 from app.settings import Settings
 
 
@@ -23,6 +24,7 @@ class Runtime:
     # Per process on purpose: a shared counter would cost a Redis call per heartbeat.
     heartbeat_limiter: RateLimiter
     presence: PresenceStore
+    verified_pairs: VerifiedPairs
     # Replaced, never mutated, when another process rotates the signing key.
     keyring: Keyring
     keyring_loaded_at: float = 0.0

@@ -47,7 +47,18 @@ class Entry:
 
 
 async def record(entry: Entry, *, using_db: BaseDBAsyncClient | None = None) -> AuditEvent:
-    return await AuditEvent.create(
+    row = _row(entry)
+    await row.save(using_db=using_db)
+    return row
+
+
+async def record_many(entries: list[Entry], *, using_db: BaseDBAsyncClient | None = None) -> None:
+    """Several rows of one change in one statement."""
+    await AuditEvent.bulk_create([_row(entry) for entry in entries], using_db=using_db)
+
+
+def _row(entry: Entry) -> AuditEvent:
+    return AuditEvent(
         at=clock.now(),
         action=entry.action.value,
         actor_type=entry.actor.type,
@@ -57,7 +68,6 @@ async def record(entry: Entry, *, using_db: BaseDBAsyncClient | None = None) -> 
         metadata=entry.metadata,
         ip=entry.actor.ip,
         request_id=correlation_id.get(),
-        using_db=using_db,
     )
 
 

@@ -13,10 +13,16 @@ from datetime import datetime, timedelta
 
 from app.auth.hashing import ABSENT_HASH, matches, sha256_hex
 from app.models import DeviceToken
+from app.prepared import PreparedSelect
 from app.settings import Settings
 from statemachines import CredentialVerdict, credential_verdict
 
 _ABSENT_LOOKUP_ID = "-" * 16
+# Every token exchange, rotation and admin-app refresh reads one row by its lookup id.
+_BY_LOOKUP_ID = PreparedSelect(
+    DeviceToken,
+    lambda lookup_id: DeviceToken.filter(lookup_id=lookup_id).select_related("device").limit(1),
+)
 
 
 def race_window(settings: Settings) -> timedelta:
@@ -36,7 +42,7 @@ async def find_presented(
     # A malformed token is looked up too, under an id no row has (issued ids are hex), so
     # that its refusal takes the read a well-formed one takes.
     lookup_id = match.group(1) if match else _ABSENT_LOOKUP_ID
-    row = await DeviceToken.get_or_none(lookup_id=lookup_id).select_related("device")
+    row = await _BY_LOOKUP_ID.first(lookup_id)
     token_ok = matches(row.token_hash if row else ABSENT_HASH, sha256_hex(token))
     secret_ok = secret is None or matches(
         row.secret_hash if row else ABSENT_HASH, sha256_hex(secret)

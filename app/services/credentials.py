@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -21,8 +22,8 @@ from app.errors import (
     TokenExpired,
     TokenRevoked,
 )
-from app.metrics import TOKEN_EXCHANGES
-from app.models import AuditAction, Device, DeviceToken, EventType, Kind, User
+from app.metrics import TOKEN_EXCHANGES, VERIFIED_PAIR_LOOKUPS
+from app.models import AuditAction, Device, DeviceToken, EventType, Kind
 from app.presence import PresenceStore
 from app.services import audit, events
 from app.services.clone_detection import check_installation
@@ -34,6 +35,7 @@ from app.services.credential_lookup import (
 )
 from app.services.revocations import revoke_all_active, token_entry
 from app.services.transitions import fire
+from app.services.verified_pairs import Grant, VerifiedPairs
 from app.settings import Settings
 from statemachines import CredentialVerdict, DeviceTokenMachine, TokenState
 
@@ -73,7 +75,7 @@ class Authenticated:
     token: DeviceToken
 
 
-def _new_pair() -> tuple[str, str, str]:
+def new_pair() -> tuple[str, str, str]:
     lookup_id = secrets.token_hex(8)
     device_token = f"{TOKEN_PREFIX}{lookup_id}_{secrets.token_urlsafe(24)}"
     device_secret = f"{SECRET_PREFIX}{secrets.token_urlsafe(32)}"
@@ -83,7 +85,7 @@ def _new_pair() -> tuple[str, str, str]:
 async def register_device(
     *,
     details: DeviceDetails,
-    owner: User,
+    owner_id: UUID,
     actor: audit.Actor,
     now: datetime,
     ttl: timedelta,
@@ -101,29 +103,29 @@ async def register_device(
         apns_environment=details.apns_environment,
         push_token=details.push_token,
         capabilities=list(details.capabilities),
-        owner=owner,
+        owner_id=owner_id,
         registered_at=now,
         last_ip=ip,
         using_db=using_db,
     )
-    await audit.record(
-        audit.Entry(
-            action=AuditAction.DEVICE_REGISTERED,
-            actor=actor,
-            target_type="device",
-            target_id=str(device.id),
-            metadata={
-                "deviceId": str(device.id),
-                "kind": device.kind.value,
-                "platform": device.platform,
-                "model": device.model,
-                "appVersion": device.app_version,
-                "capabilities": list(details.capabilities),
-            },
-        ),
-        using_db=using_db,
+    issued = await _new_token(device=device, now=now, ttl=ttl, using_db=using_db)
+    registered = audit.Entry(
+        action=AuditAction.DEVICE_REGISTERED,
+        actor=actor,
+        target_type="device",
+        target_id=str(device.id),
+        metadata={
+            "deviceId": str(device.id),
+            "kind": device.kind.value,
+            "platform": device.platform,
+            "model": device.model,
+            "appVersion": device.app_version,
+            "capabilities": list(details.capabilities),
+        },
     )
-    return await issue_token(device=device, actor=actor, now=now, ttl=ttl, using_db=using_db)
+    # One statement for both rows: a registration is a burst of round trips already.
+    await audit.record_many([registered, _issued_entry(issued.token, actor)], using_db=using_db)
+    return issued
 
 
 async def issue_token(
@@ -135,7 +137,22 @@ async def issue_token(
     using_db: BaseDBAsyncClient,
     installation_id: str | None = None,
 ) -> IssuedCredentials:
-    lookup_id, device_token, device_secret = _new_pair()
+    issued = await _new_token(
+        device=device, now=now, ttl=ttl, using_db=using_db, installation_id=installation_id
+    )
+    await audit.record(_issued_entry(issued.token, actor), using_db=using_db)
+    return issued
+
+
+async def _new_token(
+    *,
+    device: Device,
+    now: datetime,
+    ttl: timedelta,
+    using_db: BaseDBAsyncClient,
+    installation_id: str | None = None,
+) -> IssuedCredentials:
+    lookup_id, device_token, device_secret = new_pair()
     token = await DeviceToken.create(
         device=device,
         installation_id=installation_id,
@@ -146,16 +163,13 @@ async def issue_token(
         expires_at=now + ttl,
         using_db=using_db,
     )
-    await audit.record(
-        token_entry(
-            AuditAction.DEVICE_TOKEN_ISSUED,
-            token,
-            actor,
-            tokenHashPrefix=token.token_hash[:8],
-        ),
-        using_db=using_db,
-    )
     return IssuedCredentials(device, token, device_token, device_secret)
+
+
+def _issued_entry(token: DeviceToken, actor: audit.Actor) -> audit.Entry:
+    return token_entry(
+        AuditAction.DEVICE_TOKEN_ISSUED, token, actor, tokenHashPrefix=token.token_hash[:8]
+    )
 
 
 _ROTATED_CONCURRENTLY = "These credentials were rotated by a concurrent request."
@@ -231,24 +245,34 @@ async def exchange(
     ip: str | None,
     settings: Settings,
     presence: PresenceStore,
+    verified: VerifiedPairs,
     installation_id: str | None = None,
-) -> Authenticated:
-    """`authenticate` for an access token, counted by outcome in `polaris_token_exchanges`
-    (`issued`, or the refusal's problem code)."""
+) -> Grant:
+    """`authenticate` for an access token, answered from `verified` when this process has
+    verified the pair before; counted by outcome in `polaris_token_exchanges` (`issued`, or
+    the refusal's problem code)."""
     try:
-        current = await _authenticate_install(
-            device_token=device_token,
-            device_secret=device_secret,
-            installation_id=installation_id,
-            ip=ip,
-            settings=settings,
-            presence=presence,
+        grant = await verified.grant(
+            _TOKEN_SHAPE, device_token, device_secret, installation_id, presence
         )
+        if grant is None:
+            current = await _authenticate_install(
+                device_token=device_token,
+                device_secret=device_secret,
+                installation_id=installation_id,
+                ip=ip,
+                settings=settings,
+                presence=presence,
+            )
+            grant = verified.remember(current.device, current.token)
+            VERIFIED_PAIR_LOOKUPS.labels("database").inc()
+        else:
+            VERIFIED_PAIR_LOOKUPS.labels("memory").inc()
     except DomainError as exc:
         TOKEN_EXCHANGES.labels(exc.code).inc()
         raise
     TOKEN_EXCHANGES.labels("issued").inc()
-    return current
+    return grant
 
 
 async def _reuse_detected(old: DeviceToken, ip: str | None, presence: PresenceStore) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from tortoise.expressions import Q, Subquery
 from tortoise.query_utils import Prefetch
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from app import clock
@@ -15,11 +18,15 @@ from app.errors import Conflict, NotFound, StaleState
 from app.models import AuditAction, Device, DeviceToken, EventType, Kind, User
 from app.presence import PresenceStore
 from app.services import audit, events
-from app.services.pagination import Page, newest_first
+from app.services.pagination import Page, Row, newest_first, newest_first_kept
 from app.services.revocations import revoke_all_active, token_entry
 from app.services.transitions import fire
 from app.settings import Settings
 from statemachines import DeviceMachine, DeviceTokenMachine, TokenState
+
+# Up to this many devices heard within the online window, the online list asks the database
+# for them by id; with more, a few batches of the fleet's own order already fill a page.
+FEW_HEARD = 1000
 
 
 @dataclass(frozen=True)
@@ -65,11 +72,7 @@ async def with_presence(devices: list[Device], presence: PresenceStore) -> list[
     """Bring `last_seen_at` up to the presence store, which is ahead of the periodic flush."""
     seen = await presence.last_seen(str(d.id) for d in devices)
     for device in devices:
-        at = seen.get(str(device.id))
-        if at is not None:
-            latest = clock.from_epoch(at)
-            if device.last_seen_at is None or latest > device.last_seen_at:
-                device.last_seen_at = latest
+        device.last_seen_at = _later(device.last_seen_at, seen.get(str(device.id)))
     return devices
 
 
@@ -96,33 +99,76 @@ async def list_devices(
         query = query.filter(platform=fleet.platform)
     if fleet.q:
         query = query.filter(Q(label__icontains=fleet.q) | Q(model__icontains=fleet.q))
-    if fleet.online is not None:
-        query = query.filter(await _presence_condition(fleet.online, presence, settings))
     if fleet.expiring_soon:
         query = query.filter(expiring_soon_condition(clock.now(), settings))
     if fleet.clone_suspected:
         query = query.filter(clone_suspected_at__not_isnull=True)
-    page = await newest_first(query, time_field="registered_at", cursor=cursor, limit=limit)
+    if fleet.online is None:
+        page = await newest_first(query, time_field="registered_at", cursor=cursor, limit=limit)
+    else:
+        page = await _by_presence(
+            query, fleet.online, cursor=cursor, limit=limit, settings=settings, presence=presence
+        )
     await with_presence(page.items, presence)
     return page
 
 
-async def _presence_condition(online: bool, presence: PresenceStore, settings: Settings) -> Q:
-    """Online as the listed items will show it. The database's last-seen times lag the presence
-    store by up to a flush interval, so devices heard from since the last flush go by id."""
-    since = clock.now() - timedelta(seconds=settings.heartbeat_online_window_seconds)
-    newly_online: list[str] = []
-    cutoff = since.timestamp()
-    # Strictly after, as `is_online` judges it.
-    heard = {d for d, at in (await presence.seen_since(cutoff)).items() if at > cutoff}
-    if heard:
-        known = await Device.filter(last_seen_at__gt=since).values_list("id", flat=True)
-        newly_online = sorted(heard - {str(device_id) for device_id in known})
+async def _by_presence(
+    query: QuerySet[Device],
+    online: bool,
+    *,
+    cursor: str | None,
+    limit: int,
+    settings: Settings,
+    presence: PresenceStore,
+) -> Page[Device]:
+    """Online or offline as the listed items will show it: the later of the database's
+    last-seen time (flushed periodically, so behind) and the presence store's.
+
+    Never the whole online set shipped into the query: a few heard devices go by id, and
+    otherwise the list walks the fleet in its own order, asking the store about each batch.
+    """
+    now = clock.now()
+    since = now - timedelta(seconds=settings.heartbeat_online_window_seconds)
+    # `is_online` wants the heartbeat strictly after `since`; the store reads from it.
+    cutoff = math.nextafter(since.timestamp(), math.inf)
     if online:
-        condition = Q(last_seen_at__gt=since)
-        return condition | Q(id__in=newly_online) if newly_online else condition
-    condition = Q(last_seen_at=None) | Q(last_seen_at__lte=since)
-    return condition & ~Q(id__in=newly_online) if newly_online else condition
+        if await presence.count_seen_since(cutoff) <= FEW_HEARD:
+            heard = list(await presence.seen_since(cutoff))
+            condition = Q(last_seen_at__gt=since)
+            if heard:
+                condition |= Q(id__in=heard)
+            return await newest_first(
+                query.filter(condition), time_field="registered_at", cursor=cursor, limit=limit
+            )
+    else:
+        # Whoever the database calls online is (the later time counts): not a candidate.
+        query = query.filter(Q(last_seen_at=None) | Q(last_seen_at__lte=since))
+
+    async def keep(rows: list[Row]) -> set[Any]:
+        seen = await presence.last_seen(str(row["id"]) for row in rows)
+        chosen = set()
+        for row in rows:
+            latest = _later(row["last_seen_at"], seen.get(str(row["id"])))
+            if (latest is not None and latest > since) == online:
+                chosen.add(row["id"])
+        return chosen
+
+    return await newest_first_kept(
+        query,
+        time_field="registered_at",
+        cursor=cursor,
+        limit=limit,
+        keep=keep,
+        fields=("last_seen_at",),
+    )
+
+
+def _later(recorded: datetime | None, heard: float | None) -> datetime | None:
+    if heard is None:
+        return recorded
+    latest = clock.from_epoch(heard)
+    return latest if recorded is None or latest > recorded else recorded
 
 
 async def get_device(device_id: UUID) -> Device:

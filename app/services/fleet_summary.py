@@ -1,17 +1,21 @@
 """The fleet at a glance: how many scanners, online, waiting for approval, expiring, cloned.
 
-Counted, never listed: each figure is one SQL `COUNT` or the presence store's own count, so
-the Devices page and `GET /api/v1/admin/fleet/summary` cost the same at 100,000 devices as at
-ten. Every figure is what the matching filter of the fleet list returns.
+Counted, never listed: the database's figures come from one pass over the listed scanners
+(the expiring credentials found through their expiry index), online from the presence
+store's own count; no device id crosses the wire but those of the few devices the store
+holds and the list does not. Every figure is what the matching filter of the fleet list
+returns, except for one online window after the store lost what it held (see `summary`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.expressions import Q
+from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
 from app.models import Device, Kind, PairingSession
@@ -19,6 +23,8 @@ from app.presence import PresenceStore
 from app.services.devices import expiring_soon_condition
 from app.settings import Settings
 from statemachines import PairingState
+
+UNLISTED_KINDS = [kind for kind in Kind if kind != Kind.SCANNER]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,38 +45,56 @@ def _listed() -> QuerySet[Device]:
 
 
 async def summary(*, now: datetime, settings: Settings, presence: PresenceStore) -> FleetSummary:
-    total = await _listed().count()
-    online = min(total, await _online(now, settings, presence))
+    window = timedelta(seconds=settings.heartbeat_online_window_seconds)
+    since = now - window
+    # One pass over the listed scanners for every figure the database holds.
+    row_counts = (
+        _listed()
+        .annotate(
+            total=Count("id"),
+            recorded_online=Count("id", _filter=Q(last_seen_at__gt=since)),
+            clone_suspected=Count("id", _filter=Q(clone_suspected_at__not_isnull=True)),
+            expiring_soon=Count("id", _filter=expiring_soon_condition(now, settings)),
+        )
+        .values("total", "recorded_online", "clone_suspected", "expiring_soon")
+    )
+    pending = PairingSession.filter(
+        kind=Kind.SCANNER, state=PairingState.pending_approval, expires_at__gt=now
+    ).count()
+    # Independent reads, each on a connection of its own: the page waits for the slowest.
+    [counted], heard, pending_approval = await asyncio.gather(
+        row_counts, _heard(since, window, presence), pending
+    )
+    total = int(counted["total"])
+    # The database's copy, for when the store knows less (Redis emptied, a restart in
+    # embedded mode); otherwise the store is ahead of it and holds every device it does.
+    # Until the devices the store lost beat again (one window) the two may each know some
+    # the other does not: the larger count is then short of the filter, which asks both.
+    online = min(total, max(heard, int(counted["recorded_online"])))
     return FleetSummary(
         total=total,
         online=online,
         offline=total - online,
-        pending_approval=await PairingSession.filter(
-            kind=Kind.SCANNER, state=PairingState.pending_approval, expires_at__gt=now
-        ).count(),
-        expiring_soon=await _listed().filter(expiring_soon_condition(now, settings)).count(),
-        clone_suspected=await _listed().filter(clone_suspected_at__not_isnull=True).count(),
+        pending_approval=pending_approval,
+        expiring_soon=int(counted["expiring_soon"]),
+        clone_suspected=int(counted["clone_suspected"]),
         at=now,
     )
 
 
-async def _online(now: datetime, settings: Settings, presence: PresenceStore) -> int:
-    """Listed scanners heard from within the online window, as `devices.is_online` judges."""
-    window = timedelta(seconds=settings.heartbeat_online_window_seconds)
-    since = now - window
+async def _heard(since: datetime, window: timedelta, presence: PresenceStore) -> int:
+    """Listed scanners the presence store heard from after `since`, as `devices.is_online`
+    judges."""
     # `is_online` wants the heartbeat strictly after `since`; the store counts from it.
     cutoff = math.nextafter(since.timestamp(), math.inf)
     heard = await presence.count_seen_since(cutoff)
     # The store also holds admin-app phones and devices deregistered a moment ago (a
     # deregistered device is refused from then on, so its last heartbeat is not much later).
-    # Both are few: take them back out by id.
+    # Both are few, and found through indexes: take them back out by id.
     unlisted = await Device.filter(
-        Q(kind__not=Kind.SCANNER, deleted_at=None) | Q(deleted_at__gt=since - window)
+        Q(kind__in=UNLISTED_KINDS, deleted_at=None) | Q(deleted_at__gt=since - window)
     ).values_list("id", flat=True)
     if unlisted:
         seen = await presence.last_seen(str(device_id) for device_id in unlisted)
         heard -= sum(1 for at in seen.values() if at >= cutoff)
-    # The database's copy, for when the store knows less (Redis emptied, a restart in
-    # embedded mode); otherwise the store is ahead of it and holds every device it does.
-    recorded = await _listed().filter(last_seen_at__gt=since).count()
-    return max(heard, recorded)
+    return heard

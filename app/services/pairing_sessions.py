@@ -12,7 +12,7 @@ from tortoise.expressions import F
 
 from app.errors import CodeAlreadyUsed, DomainError, InvalidProof, SessionBurned, StaleState
 from app.metrics import PAIRING_OUTCOMES
-from app.models import AuditAction, EventType, Kind, PairingSession, User
+from app.models import AuditAction, EventType, Kind, PairingSession
 from app.services import audit, credentials, events
 from app.services.credentials import DeviceDetails, IssuedCredentials
 from app.services.pairing_attempts import Outcome
@@ -82,11 +82,11 @@ async def register_paired_device(
     """Create the device a redeemed session pairs, owned by the admin who minted the code,
     and link the two, in the caller's transaction. A session linked already raises
     `CodeAlreadyUsed`, which rolls the new device back: a racing request paired first."""
-    owner = await User.get(id=session.created_by_id, using_db=using_db)
+    owner_id = session.created_by_id
     issued = await credentials.register_device(
         details=details,
-        owner=owner,
-        actor=audit.Actor.user(owner.id),
+        owner_id=owner_id,
+        actor=audit.Actor.user(owner_id),
         now=now,
         ttl=credential_ttl(settings),
         ip=ip,
@@ -106,7 +106,7 @@ async def register_paired_device(
             "label": issued.device.label,
             "platform": issued.device.platform,
             "model": issued.device.model,
-            "ownerId": str(owner.id),
+            "ownerId": str(owner_id),
             "pairingSessionId": str(session.id),
             "tokenId": str(issued.token.id),
             "expiresAtIso": events.iso(issued.token.expires_at),

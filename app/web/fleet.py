@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -27,14 +31,16 @@ from app.errors import DomainError
 from app.models import AuditAction, Device, Kind
 from app.services import audit, devices, fleet_summary, presence
 from app.services.fleet_summary import FleetSummary
+from app.services.pagination import Page
 from app.settings import Settings
 from app.web import relative_time
 from app.web.forms import ConsoleForm
 from app.web.rendering import render
 
 PAGE_SIZE = 25
-# Open pages re-read presence this often (a heartbeat arrives every ~30 s per device).
-LIVE_REFRESH_SECONDS = 5
+# The exact last-seen times only title the relative ones ("just now"): a heartbeat that leaves
+# every row reading the same is no reason to replace the open page's list.
+_TOOLTIP_ONLY = frozenset({"lastSeenAtIso", "lastSeenExact"})
 PLATFORMS = {"ios": "iOS", "ipados": "iPadOS", "macos": "macOS", "android": "Android"}
 # `status=` of the list, each matching one count of `fleet_summary`.
 STATUSES = {
@@ -50,6 +56,8 @@ class FleetQuery(ConsoleForm):
     platform: str = ""
     status: str = ""
     cursor: str = ""
+    # The version of the live region the open page shows (see `_shown_version`).
+    shown: str = ""
 
 
 async def home(request: Request) -> Response:
@@ -75,46 +83,76 @@ async def fleet_page(request: Request) -> Response:
         expiring_soon=status == "expiring",
         clone_suspected=status == "clones",
     )
-    try:
-        page = await devices.list_devices(
-            fleet_filter,
-            cursor=query.cursor or None,
-            limit=PAGE_SIZE,
-            settings=settings,
-            presence=state.presence,
-        )
-    except DomainError:
-        # A mangled cursor in a bookmarked URL: start from the first page.
-        page = await devices.list_devices(
-            fleet_filter, cursor=None, limit=PAGE_SIZE, settings=settings, presence=state.presence
-        )
+
+    async def listed() -> Page[Device]:
+        try:
+            return await devices.list_devices(
+                fleet_filter,
+                cursor=query.cursor or None,
+                limit=PAGE_SIZE,
+                settings=settings,
+                presence=state.presence,
+            )
+        except DomainError:
+            # A mangled cursor in a bookmarked URL: start from the first page.
+            return await devices.list_devices(
+                fleet_filter,
+                cursor=None,
+                limit=PAGE_SIZE,
+                settings=settings,
+                presence=state.presence,
+            )
+
     now = clock.now()
-    counts = await fleet_summary.summary(now=now, settings=settings, presence=state.presence)
+    # Neither waits for the other: the page costs the slower of the two.
+    page, counts = await asyncio.gather(
+        listed(), fleet_summary.summary(now=now, settings=settings, presence=state.presence)
+    )
     filters = {"q": query.q, "platform": query.platform, "status": status}
     next_url = (
         "/admin/devices?" + urlencode({**filters, "cursor": page.next_cursor})
         if page.next_cursor
         else None
     )
+    live: dict[str, Any] = {
+        "devices": [_listed(d, now=now, settings=settings) for d in page.items],
+        "counts": _count_cards(counts, status),
+        "filters": filters,
+        "filtered": any(filters.values()),
+        "first_page": not query.cursor,
+        "next_url": next_url,
+        "can_write": principal.is_admin,
+    }
+    version = _shown_version(live)
+    if query.shown == version and request.headers.get("HX-Request") == "true":
+        # The open page's poll, and it already shows all this: nothing to swap, whatever the
+        # number of heartbeats, sweeps and flips since its last look.
+        return Response(status_code=204)
     return render(
         request,
         "devices.html",
-        {
-            "devices": [_listed(d, now=now, settings=settings) for d in page.items],
-            "counts": _count_cards(counts, status),
+        live
+        | {
             "statuses": STATUSES,
             "notice_days": settings.credential_expiry_notice_days,
-            "filters": filters,
-            "filtered": any(filters.values()),
-            "first_page": not query.cursor,
-            "next_url": next_url,
             "platforms": PLATFORMS,
-            "can_write": principal.is_admin,
             "capabilities": settings.supported_capabilities,
-            "live_url": "/admin/devices?" + urlencode({**filters, "cursor": query.cursor}),
-            "refresh_seconds": LIVE_REFRESH_SECONDS,
+            "live_url": "/admin/devices?"
+            + urlencode({**filters, "cursor": query.cursor, "shown": version}),
+            "refresh_seconds": settings.console_refresh_seconds,
         },
     )
+
+
+def _shown_version(live: dict[str, Any]) -> str:
+    """A digest of what the live region and the counts show: equal digests, equal pages."""
+    visible = live | {
+        "devices": [
+            {k: v for k, v in row.items() if k not in _TOOLTIP_ONLY} for row in live["devices"]
+        ],
+        "counts": [dataclasses.astuple(card) for card in live["counts"]],
+    }
+    return hashlib.blake2b(orjson.dumps(visible), digest_size=8).hexdigest()
 
 
 def _listed(device: Device, *, now: datetime, settings: Settings) -> dict[str, Any]:
@@ -175,7 +213,7 @@ async def device_page(request: Request) -> Response:
                 presence_change_view(c).wire()
                 for c in await presence.recent_changes(str(device.id))
             ],
-            "refresh_seconds": LIVE_REFRESH_SECONDS,
+            "refresh_seconds": state.settings.console_refresh_seconds,
             "platforms": PLATFORMS,
             "can_write": principal.is_admin,
         },

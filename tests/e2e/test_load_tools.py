@@ -38,7 +38,12 @@ def _env(command: Command, **extra: str) -> dict[str, str]:
 
 
 def _seeding_command() -> Command:
-    (seed,) = [c for c in documented("polaris-sim", GUIDE) if "--base-url" in c.args]
+    """The guide's one-liner that pairs a fleet with the shortest run."""
+    (seed,) = [
+        c
+        for c in documented("polaris-sim", GUIDE)
+        if "--base-url" in c.args and c.args[c.args.index("--duration") + 1] == "1"
+    ]
     return seed
 
 

@@ -108,6 +108,12 @@ EXERCISED: dict[str, tuple[Evidence, ...]] = {
         ),
     ),
     "polaris rotate-signing-key": (ROTATE_KEY,),
+    "polaris seed-devices": (
+        RunBy(
+            "tests/integration/test_seeding.py",
+            "test_the_command_files_credentials_the_simulator_loads",
+        ),
+    ),
     "polaris brute-force-odds": (
         RunBy(
             "tests/integration/test_brute_force.py",

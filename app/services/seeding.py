@@ -1,0 +1,196 @@
+"""Paired scanners made in bulk, for load tests and for looking at a large fleet.
+
+Each seeded device is what a registration leaves behind: an `active` scanner owned by an
+admin, one `active` credential pair of the same shapes stored only as SHA-256 hashes, and the
+same two audit rows (`device.registered`, `device.token.issued`). The rows name the
+`seed-devices` system actor rather than an admin, because no admin minted a code for them,
+and say `seeded: true`. One batch is one transaction of three bulk inserts.
+
+No webhook event is written: subscribers would be told of thousands of pairings that never
+happened, and the outbox would queue one delivery per device per endpoint.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from tortoise.transactions import in_transaction
+
+from app.auth.hashing import sha256_hex
+from app.errors import InvalidInput, NotFound
+from app.models import AuditAction, AuditEvent, Device, DeviceToken, Kind, Role, User
+from app.services import audit
+from app.services.accounts import normalise_email
+from app.services.credentials import DeviceDetails, new_pair
+from app.services.events import iso
+from app.services.revocations import token_entry
+
+DEFAULT_BATCH = 1000
+MAX_BATCH = 10_000
+SEED_ACTOR = audit.Actor(type="system", id="seed-devices")
+
+# Where a warehouse operator would put each kind of device, so search has words to find.
+_SITES = (
+    "Leeds DC",
+    "Rotterdam Hub",
+    "Memphis DC",
+    "Lyon Cross-Dock",
+    "Monterrey Plant",
+    "Osaka Depot",
+    "Gdansk Port",
+    "Reno Fulfilment",
+)
+_ROLES = {
+    "ios": ("Picker", "Receiving", "Returns", "Cycle Count", "Yard"),
+    "ipados": ("Packing Station", "Dock Door", "Quality Check"),
+    "macos": ("Shipping Desk", "Inventory Office"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SeededDevice:
+    """One seeded device; its plaintext credentials exist only here, on their way to a file."""
+
+    device_id: UUID
+    token_id: UUID
+    device_token: str
+    device_secret: str
+    expires_at: datetime
+
+    @property
+    def expires_at_iso(self) -> str:
+        return iso(self.expires_at)
+
+    def __repr__(self) -> str:
+        return f"SeededDevice(device={self.device_id}, token={self.token_id}, secrets=***)"
+
+
+def seeded_label(serial: str, platform: str, model_name: str) -> str:
+    """A label like an operator's (`Rotterdam Hub · Dock Door · iPad Air … · SIM-fleet-00042`),
+    the same for the same serial."""
+    chooser = random.Random(serial)
+    roles = _ROLES.get(platform, ("Scanner",))
+    return f"{chooser.choice(_SITES)} · {chooser.choice(roles)} · {model_name} · {serial}"
+
+
+async def seeding_owner(email: str | None) -> User:
+    """The admin who owns seeded devices: the one named, or else the first admin created."""
+    query = User.filter(role=Role.ADMIN, is_active=True)
+    if email is not None:
+        owner = await query.get_or_none(email=normalise_email(email))
+        if owner is None:
+            raise NotFound(f"No active admin has the email {email}.")
+        return owner
+    first = await query.order_by("created_at").first()
+    if first is None:
+        raise NotFound("There is no admin to own the devices: create one first.")
+    return first
+
+
+def _device(details: DeviceDetails, owner: User, now: datetime) -> Device:
+    return Device(
+        kind=Kind.SCANNER,
+        label=details.label,
+        platform=details.platform,
+        model=details.model,
+        os_version=details.os_version,
+        app_version=details.app_version,
+        apns_environment=details.apns_environment,
+        push_token=details.push_token,
+        capabilities=list(details.capabilities),
+        owner_id=owner.id,
+        registered_at=now,
+    )
+
+
+def _registered_row(device: Device, now: datetime) -> AuditEvent:
+    return _audit_row(
+        audit.Entry(
+            action=AuditAction.DEVICE_REGISTERED,
+            actor=SEED_ACTOR,
+            target_type="device",
+            target_id=str(device.id),
+            metadata={
+                "deviceId": str(device.id),
+                "kind": Kind.SCANNER.value,
+                "platform": device.platform,
+                "model": device.model,
+                "appVersion": device.app_version,
+                "capabilities": list(device.capabilities),
+                "seeded": True,
+            },
+        ),
+        now,
+    )
+
+
+def _audit_row(entry: audit.Entry, now: datetime) -> AuditEvent:
+    # `audit.record` writes one row per statement; these go in by the thousand.
+    return AuditEvent(
+        at=now,
+        action=entry.action.value,
+        actor_type=entry.actor.type,
+        actor_id=entry.actor.id,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        metadata=entry.metadata,
+        ip=entry.actor.ip,
+    )
+
+
+async def _seed_batch(
+    batch: Sequence[DeviceDetails], *, owner: User, now: datetime, ttl: timedelta
+) -> list[SeededDevice]:
+    devices = [_device(details, owner, now) for details in batch]
+    tokens: list[DeviceToken] = []
+    seeded: list[SeededDevice] = []
+    for device in devices:
+        lookup_id, device_token, device_secret = new_pair()
+        token = DeviceToken(
+            device_id=device.id,
+            lookup_id=lookup_id,
+            token_hash=sha256_hex(device_token),
+            secret_hash=sha256_hex(device_secret),
+            issued_at=now,
+            expires_at=now + ttl,
+        )
+        tokens.append(token)
+        seeded.append(SeededDevice(device.id, token.id, device_token, device_secret, now + ttl))
+    rows = [_registered_row(device, now) for device in devices] + [
+        _audit_row(
+            token_entry(
+                AuditAction.DEVICE_TOKEN_ISSUED,
+                token,
+                SEED_ACTOR,
+                tokenHashPrefix=token.token_hash[:8],
+                seeded=True,
+            ),
+            now,
+        )
+        for token in tokens
+    ]
+    async with in_transaction() as connection:
+        await Device.bulk_create(devices, using_db=connection)
+        await DeviceToken.bulk_create(tokens, using_db=connection)
+        await AuditEvent.bulk_create(rows, using_db=connection)
+    return seeded
+
+
+async def seed_devices(
+    *,
+    details: Sequence[DeviceDetails],
+    owner: User,
+    now: datetime,
+    ttl: timedelta,
+    batch_size: int = DEFAULT_BATCH,
+) -> AsyncGenerator[list[SeededDevice], None]:
+    """Create one paired scanner per entry of `details`, `batch_size` to a transaction;
+    yields each batch once it is committed, so a stop keeps every batch already yielded."""
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise InvalidInput(f"batch size must be 1 to {MAX_BATCH}", field="batch")
+    for start in range(0, len(details), batch_size):
+        yield await _seed_batch(details[start : start + batch_size], owner=owner, now=now, ttl=ttl)

@@ -1,0 +1,175 @@
+"""What a fleet of 1M or 10M devices needs, from costs measured on this machine.
+
+    python -m loadtests.capacity [--devices 100000 1000000 10000000] [--heartbeat-us 55] …
+
+Every term is a measured cost times a rate the fleet's shape fixes (a heartbeat every 30 s,
+an access token every 9 minutes, a last-seen flush every 15 s, a sweep every 5 s): the
+defaults are the figures in docs/performance.md, each option names where its figure comes
+from. `python -m loadtests.bench --scale N` prints the same model for N next to what the
+soak measured, which is how the model is checked.
+
+What it leaves out on purpose: the console and the admin API (a few admins, not a fleet),
+pairing (a fleet is paired once), webhook fan-out (its own worker, bounded by the outbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, fields
+
+HEARTBEAT_EVERY_S = 30.0
+# Access tokens live 10 minutes and are traded again a minute before they expire.
+EXCHANGE_EVERY_S = 540.0
+FLUSH_EVERY_S = 15.0
+SWEEP_EVERY_S = 5.0
+# How busy a core may run before latency suffers: the rest is headroom for bursts.
+TARGET_UTILISATION = 0.6
+CORES_PER_BOX = 2
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Measured costs; each field's default says where its figure comes from."""
+
+    # bench: server CPU per heartbeat, one worker (µs)
+    heartbeat_us: float = 55.0
+    # bench: server CPU per token exchange of a pair this process verified before (µs)
+    exchange_us: float = 210.0
+    # polaris measure-presence: Redis memory of the presence set per device (bytes)
+    redis_bytes_per_device: float = 136.0
+    # polaris measure-presence: last-seen flush, rows written per second by one worker
+    flush_rows_per_s: float = 29_000.0
+    # polaris measure-presence: a sweep in which nothing changes, per 100,000 devices (s)
+    steady_sweep_s_per_100k: float = 0.41
+    # polaris measure-presence: a sweep recording 100,000 devices going offline (s)
+    offline_sweep_s_per_100k: float = 4.1
+    # soak: bytes per row in PostgreSQL (heap + indexes) of the tables that grow
+    presence_change_bytes: float = 150.0
+    outbox_event_bytes: float = 400.0
+    audit_row_bytes: float = 600.0
+    # fleet shape: presence transitions per device per day (a shift on, a shift off)
+    transitions_per_device_day: float = 2.0
+    # fleet shape: credential rotations per device per day (2/3 of a 90-day life)
+    rotations_per_device_day: float = 1 / 60
+
+
+@dataclass(frozen=True)
+class Needs:
+    devices: int
+    heartbeats_per_s: float
+    exchanges_per_s: float
+    app_cores: float
+    app_boxes: int
+    redis_mb: float
+    redis_member_writes_per_s: float
+    pg_last_seen_writes_per_s: float
+    flush_pass_s: float
+    steady_sweep_pass_s: float
+    shift_change_sweep_s: float
+    presence_rows_per_day: float
+    audit_rows_per_day: float
+    growth_gb_per_day: float
+
+
+def needs(devices: int, costs: Costs) -> Needs:
+    heartbeats = devices / HEARTBEAT_EVERY_S
+    exchanges = devices / EXCHANGE_EVERY_S
+    cpu_seconds = heartbeats * costs.heartbeat_us / 1e6 + exchanges * costs.exchange_us / 1e6
+    cores = cpu_seconds / TARGET_UTILISATION
+    # Every device that heartbeated since the last flush is written: half the fleet at a
+    # heartbeat every 30 s and a flush every 15 s.
+    flush_rows = devices * min(1.0, FLUSH_EVERY_S / HEARTBEAT_EVERY_S)
+    transitions = devices * costs.transitions_per_device_day
+    audit = devices * costs.rotations_per_device_day * 2  # rotated + issued
+    growth = (
+        transitions * (costs.presence_change_bytes + costs.outbox_event_bytes)
+        + audit * costs.audit_row_bytes
+    )
+    return Needs(
+        devices=devices,
+        heartbeats_per_s=heartbeats,
+        exchanges_per_s=exchanges,
+        app_cores=cores,
+        app_boxes=max(1, -(-int(cores * 100) // (CORES_PER_BOX * 100))),
+        redis_mb=devices * costs.redis_bytes_per_device / 1e6,
+        redis_member_writes_per_s=heartbeats,
+        pg_last_seen_writes_per_s=flush_rows / FLUSH_EVERY_S,
+        flush_pass_s=flush_rows / costs.flush_rows_per_s,
+        steady_sweep_pass_s=devices / 100_000 * costs.steady_sweep_s_per_100k,
+        # A shift ending: a fifth of the fleet going offline in one pass.
+        shift_change_sweep_s=devices / 5 / 100_000 * costs.offline_sweep_s_per_100k,
+        presence_rows_per_day=transitions,
+        audit_rows_per_day=audit,
+        growth_gb_per_day=growth / 1e9,
+    )
+
+
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("heartbeats/s", "heartbeats_per_s", ",.0f"),
+    ("token exchanges/s", "exchanges_per_s", ",.0f"),
+    (f"app cores at {TARGET_UTILISATION:.0%}", "app_cores", ",.1f"),
+    (f"{CORES_PER_BOX}-core app boxes", "app_boxes", ",d"),
+    ("Redis presence MB", "redis_mb", ",.0f"),
+    ("Redis member writes/s", "redis_member_writes_per_s", ",.0f"),
+    ("PG last-seen writes/s", "pg_last_seen_writes_per_s", ",.0f"),
+    (f"flush pass s (every {FLUSH_EVERY_S:.0f})", "flush_pass_s", ",.1f"),
+    (f"steady sweep s (every {SWEEP_EVERY_S:.0f})", "steady_sweep_pass_s", ",.2f"),
+    ("shift-change sweep s", "shift_change_sweep_s", ",.1f"),
+    ("presence rows/day", "presence_rows_per_day", ",.0f"),
+    ("audit rows/day", "audit_rows_per_day", ",.0f"),
+    ("PG growth GB/day", "growth_gb_per_day", ",.2f"),
+)
+
+
+def table(rows: list[Needs]) -> str:
+    lines = [f"{'':<28}" + "".join(f"{n.devices:>14,}" for n in rows)]
+    for label, name, spec in ROWS:
+        lines.append(f"{label:<28}" + "".join(f"{getattr(n, name):>14{spec}}" for n in rows))
+    return "\n".join(lines)
+
+
+def saturation(rows: list[Needs]) -> list[str]:
+    """What runs out first at each size: a pass that takes longer than its interval."""
+    notes = []
+    for n in rows:
+        full = []
+        if n.steady_sweep_pass_s >= SWEEP_EVERY_S:
+            full.append("the steady sweep (a pass is longer than its interval)")
+        if n.flush_pass_s >= FLUSH_EVERY_S:
+            full.append("the last-seen flush (a pass is longer than its interval)")
+        if n.redis_member_writes_per_s > 200_000:
+            full.append("one Redis for presence writes")
+        notes.append(f"{n.devices:,}: " + ("; ".join(full) if full else "nothing"))
+    return notes
+
+
+def parse_args(argv: list[str] | None) -> tuple[list[int], Costs]:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.capacity", description=(__doc__ or "").split("\n\n", 1)[0]
+    )
+    parser.add_argument("--devices", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    defaults = Costs()
+    for f in fields(Costs):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=float, default=getattr(defaults, f.name)
+        )
+    args = parser.parse_args(argv)
+    costs = Costs(**{f.name: getattr(args, f.name) for f in fields(Costs)})
+    return list(args.devices), costs
+
+
+def main(argv: list[str] | None = None) -> int:
+    sizes, costs = parse_args(argv)
+    rows = [needs(n, costs) for n in sizes]
+    print(table(rows))
+    print()
+    print("First to saturate:")
+    for note in saturation(rows):
+        print(f"  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
