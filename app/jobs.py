@@ -42,6 +42,7 @@ async def sweep_presence(context: JobContext) -> int:
             "presence_swept",
             came_online=result.came_online,
             went_offline=result.went_offline,
+            reconciled=result.reconciled,
             duration_ms=_ms_since(started),
         )
     return result.came_online + result.went_offline

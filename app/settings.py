@@ -209,6 +209,13 @@ class Settings(BaseSettings):
     presence_sweep_every_seconds: int = Field(
         default=5, gt=0, description="Job interval: record online/offline transitions."
     )
+    presence_reconcile_every_seconds: int = Field(
+        default=60,
+        gt=0,
+        description="At least this often the presence sweep compares every device heard "
+        "from with every device reported online, instead of only those whose heartbeats "
+        "crossed the window's edge or arrived since the last sweep.",
+    )
     last_seen_flush_every_seconds: int = Field(
         default=15, gt=0, description="Job interval: copy heartbeat times to the database."
     )

@@ -310,9 +310,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="instead of the rounds: the soak of N seeded devices on PostgreSQL + Redis",
     )
-    parser.add_argument("--soak-seconds", type=int, default=300, help="with --scale")
+    parser.add_argument("--soak-seconds", type=int, default=420, help="with --scale")
     parser.add_argument("--locust-processes", type=int, default=2, help="with --scale")
-    parser.add_argument("--locust-users", type=int, default=500, help="with --scale")
+    parser.add_argument("--locust-users", type=int, default=2000, help="with --scale")
+    parser.add_argument(
+        "--ramp-seconds", type=int, default=120, help="with --scale: users start over this long"
+    )
     parser.add_argument(
         "--scale-workers", type=int, default=1, help="`polaris serve` workers with --scale"
     )
@@ -336,6 +339,7 @@ def soak(args: argparse.Namespace) -> int:
         processes=args.locust_processes,
         users=args.locust_users,
         server_workers=args.scale_workers,
+        ramp_seconds=args.ramp_seconds,
         postgres_url=args.database_url or POSTGRES_URL,
         redis_url=args.redis_url,
     )

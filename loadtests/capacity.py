@@ -23,6 +23,7 @@ HEARTBEAT_EVERY_S = 30.0
 EXCHANGE_EVERY_S = 540.0
 FLUSH_EVERY_S = 15.0
 SWEEP_EVERY_S = 5.0
+RECONCILE_EVERY_S = 60.0
 # How busy a core may run before latency suffers: the rest is headroom for bursts.
 TARGET_UTILISATION = 0.6
 CORES_PER_BOX = 2
@@ -33,22 +34,28 @@ SECONDS_PER_DAY = 86_400
 class Costs:
     """Measured costs; each field's default says where its figure comes from."""
 
-    # bench: server CPU per heartbeat, one worker (µs)
-    heartbeat_us: float = 55.0
-    # bench: server CPU per token exchange of a pair this process verified before (µs)
-    exchange_us: float = 210.0
-    # polaris measure-presence: Redis memory of the presence set per device (bytes)
-    redis_bytes_per_device: float = 136.0
+    # bench, PostgreSQL + Redis: server CPU per heartbeat, one worker (µs)
+    heartbeat_us: float = 69.0
+    # bench: a token exchange answered from verified pairs (µs) ...
+    exchange_memory_us: float = 198.0
+    # ... and one that reads its row (in-process on PostgreSQL, µs)
+    exchange_database_us: float = 700.0
+    # polaris measure-presence: Redis memory per device, presence and arrivals sets (bytes)
+    redis_bytes_per_device: float = 272.0
     # polaris measure-presence: last-seen flush, rows written per second by one worker
-    flush_rows_per_s: float = 29_000.0
-    # polaris measure-presence: a sweep in which nothing changes, per 100,000 devices (s)
-    steady_sweep_s_per_100k: float = 0.41
+    flush_rows_per_s: float = 25_000.0
+    # polaris measure-presence: an incremental sweep in which nothing changes (s per 100k)
+    steady_sweep_s_per_100k: float = 0.014
+    # polaris measure-presence: the full reconcile pass, nothing changing (s per 100k)
+    reconcile_sweep_s_per_100k: float = 0.7
     # polaris measure-presence: a sweep recording 100,000 devices going offline (s)
-    offline_sweep_s_per_100k: float = 4.1
+    offline_sweep_s_per_100k: float = 7.0
     # soak: bytes per row in PostgreSQL (heap + indexes) of the tables that grow
-    presence_change_bytes: float = 150.0
-    outbox_event_bytes: float = 400.0
-    audit_row_bytes: float = 600.0
+    presence_change_bytes: float = 200.0
+    outbox_event_bytes: float = 359.0
+    audit_row_bytes: float = 438.0
+    # VERIFIED_PAIRS_SECONDS (600) against a token every 540 s: every other exchange hits
+    verified_pair_hit_share: float = 0.5
     # fleet shape: presence transitions per device per day (a shift on, a shift off)
     transitions_per_device_day: float = 2.0
     # fleet shape: credential rotations per device per day (2/3 of a 90-day life)
@@ -67,6 +74,7 @@ class Needs:
     pg_last_seen_writes_per_s: float
     flush_pass_s: float
     steady_sweep_pass_s: float
+    reconcile_pass_s: float
     shift_change_sweep_s: float
     presence_rows_per_day: float
     audit_rows_per_day: float
@@ -76,7 +84,11 @@ class Needs:
 def needs(devices: int, costs: Costs) -> Needs:
     heartbeats = devices / HEARTBEAT_EVERY_S
     exchanges = devices / EXCHANGE_EVERY_S
-    cpu_seconds = heartbeats * costs.heartbeat_us / 1e6 + exchanges * costs.exchange_us / 1e6
+    exchange_us = (
+        costs.verified_pair_hit_share * costs.exchange_memory_us
+        + (1 - costs.verified_pair_hit_share) * costs.exchange_database_us
+    )
+    cpu_seconds = heartbeats * costs.heartbeat_us / 1e6 + exchanges * exchange_us / 1e6
     cores = cpu_seconds / TARGET_UTILISATION
     # Every device that heartbeated since the last flush is written: half the fleet at a
     # heartbeat every 30 s and a flush every 15 s.
@@ -98,6 +110,7 @@ def needs(devices: int, costs: Costs) -> Needs:
         pg_last_seen_writes_per_s=flush_rows / FLUSH_EVERY_S,
         flush_pass_s=flush_rows / costs.flush_rows_per_s,
         steady_sweep_pass_s=devices / 100_000 * costs.steady_sweep_s_per_100k,
+        reconcile_pass_s=devices / 100_000 * costs.reconcile_sweep_s_per_100k,
         # A shift ending: a fifth of the fleet going offline in one pass.
         shift_change_sweep_s=devices / 5 / 100_000 * costs.offline_sweep_s_per_100k,
         presence_rows_per_day=transitions,
@@ -115,7 +128,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("Redis member writes/s", "redis_member_writes_per_s", ",.0f"),
     ("PG last-seen writes/s", "pg_last_seen_writes_per_s", ",.0f"),
     (f"flush pass s (every {FLUSH_EVERY_S:.0f})", "flush_pass_s", ",.1f"),
-    (f"steady sweep s (every {SWEEP_EVERY_S:.0f})", "steady_sweep_pass_s", ",.2f"),
+    (f"steady sweep s (every {SWEEP_EVERY_S:.0f})", "steady_sweep_pass_s", ",.3f"),
+    (f"reconcile pass s (every {RECONCILE_EVERY_S:.0f})", "reconcile_pass_s", ",.1f"),
     ("shift-change sweep s", "shift_change_sweep_s", ",.1f"),
     ("presence rows/day", "presence_rows_per_day", ",.0f"),
     ("audit rows/day", "audit_rows_per_day", ",.0f"),
@@ -136,7 +150,13 @@ def saturation(rows: list[Needs]) -> list[str]:
     for n in rows:
         full = []
         if n.steady_sweep_pass_s >= SWEEP_EVERY_S:
-            full.append("the steady sweep (a pass is longer than its interval)")
+            full.append("the incremental sweep (a pass is longer than its interval)")
+        if n.reconcile_pass_s >= SWEEP_EVERY_S:
+            full.append(
+                "the reconcile pass outlasts a sweep tick (raise PRESENCE_RECONCILE_EVERY_SECONDS)"
+            )
+        if n.shift_change_sweep_s >= SWEEP_EVERY_S:
+            full.append("a shift change takes several sweep ticks to record")
         if n.flush_pass_s >= FLUSH_EVERY_S:
             full.append("the last-seen flush (a pass is longer than its interval)")
         if n.redis_member_writes_per_s > 200_000:

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import csv
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -42,14 +41,20 @@ from loadtests.console import PageTiming, console_timings, format_timings
 from loadtests.cpus import cpu_seconds
 from loadtests.errors import BenchError
 from loadtests.latency import percentile
-from loadtests.servers import ROOT, free_port, polaris_command, run_checked, running
+from loadtests.servers import (
+    ROOT,
+    free_port,
+    fresh_database,
+    polaris_command,
+    polaris_env,
+    run_checked,
+    running,
+)
 from simulator.admin import AdminApi, admin_http_client
 from simulator.protocol import HEARTBEAT, TOKEN
 
 SCALE_DATABASE = "polaris_scale"
 HEARTBEAT_EVERY_SECONDS = 30.0
-# The heartbeats of the first interval come with every device's first token exchange.
-RAMP_SECONDS = HEARTBEAT_EVERY_SECONDS * 2
 ONLINE_WINDOW_SECONDS = 90
 
 
@@ -83,6 +88,8 @@ class Soak:
     processes: int
     users: int
     server_workers: int
+    # Users start over this long: a fleet arriving at once is a herd, not a soak.
+    ramp_seconds: int
     postgres_url: str
     redis_url: str
     email: str = field(default_factory=lambda: f"scale-{secrets.token_hex(4)}@example.com")
@@ -94,16 +101,10 @@ class Soak:
         return self.postgres_url.rsplit("/", 1)[0] + f"/{SCALE_DATABASE}"
 
     def env(self, port: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("POLARIS_", "DATABASE_"))}
+        env = polaris_env(self.workdir, self.secret_key, port)
         env.update(
-            POLARIS_ENV="development",
-            POLARIS_DATA_DIR=str(self.workdir / "data"),
-            SECRET_KEY=self.secret_key,
-            PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,
-            LOG_LEVEL="INFO",
-            LOG_JSON="true",
             # The jobs run in `polaris worker`, as in a deployment with Redis.
             EMBEDDED_SCHEDULER="false",
         )
@@ -114,7 +115,7 @@ class Soak:
         port = free_port()
         env = self.env(port)
         base_url = f"http://127.0.0.1:{port}"
-        asyncio.run(_fresh_database(self.postgres_url, SCALE_DATABASE))
+        asyncio.run(fresh_database(self.database_url))
         Redis.from_url(self.redis_url).flushdb()
         polaris = polaris_command()
         run_checked([*polaris, "migrate"], env, "polaris migrate")
@@ -194,7 +195,7 @@ class Soak:
             "--users",
             str(self.users),
             "--spawn-rate",
-            str(self.users),
+            f"{self.users / max(1, self.ramp_seconds):.2f}",
             "--run-time",
             f"{self.seconds}s",
             "--processes",
@@ -212,7 +213,7 @@ class Soak:
         ]
         print(
             f"  Locust: {self.users} users x {per_user} devices over {self.processes} "
-            f"processes for {self.seconds} s …",
+            f"processes for {self.seconds} s, started over {self.ramp_seconds} s …",
             flush=True,
         )
         log = self.workdir / "locust.log"
@@ -223,7 +224,8 @@ class Soak:
         # Locust exits 1 when any request failed: the figures say which.
         if done.returncode not in (0, 1):
             raise BenchError(f"locust exited with {done.returncode}; see {log}")
-        _read_locust(prefix, figures)
+        # Past the ramp and one more heartbeat interval (every device's first token exchange).
+        _read_locust(prefix, figures, steady_after=self.ramp_seconds + HEARTBEAT_EVERY_SECONDS)
 
     async def _while_online(self, base_url: str, figures: SoakFigures) -> None:
         async with admin_http_client(base_url, timeout=60) as client:
@@ -232,17 +234,6 @@ class Soak:
             summary = (await client.get("/api/v1/admin/fleet/summary")).json()
             figures.online_at_end = int(summary.get("online", -1))
         figures.console = await console_timings(base_url, self.email, self.password, samples=30)
-
-
-async def _fresh_database(server_url: str, name: str) -> None:
-    """Drop and create the soak's own database on the server `server_url` names."""
-    maintenance = server_url.rsplit("/", 1)[0] + "/postgres"
-    connection = await asyncpg.connect(maintenance.replace("postgres://", "postgresql://", 1))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
 
 
 GROWING_TABLES = ("devices", "device_tokens", "audit_events", "presence_changes", "outbox_events")
@@ -283,7 +274,7 @@ def _tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(pid) + sum(cpu_seconds(int(kid)) for kid in kids)
 
 
-def _read_locust(prefix: Path, figures: SoakFigures) -> None:
+def _read_locust(prefix: Path, figures: SoakFigures, *, steady_after: float) -> None:
     with Path(f"{prefix}_stats.csv").open() as stats:
         for row in csv.DictReader(stats):
             if row["Name"] == HEARTBEAT:
@@ -304,7 +295,7 @@ def _read_locust(prefix: Path, figures: SoakFigures) -> None:
         figures.steady_p99_ms = [
             float(r["99%"])
             for r in rows
-            if int(r["Timestamp"]) - first >= RAMP_SECONDS and r["99%"] not in ("N/A", "")
+            if int(r["Timestamp"]) - first >= steady_after and r["99%"] not in ("N/A", "")
         ]
 
 
@@ -356,7 +347,8 @@ def print_soak(figures: SoakFigures, soak: Soak) -> list[str]:
     steady = figures.steady_p99_ms
     if steady:
         print(
-            f"  heartbeat p99 after the first {RAMP_SECONDS:.0f} s (per few-second window): "
+            f"  heartbeat p99 after the first {soak.ramp_seconds + HEARTBEAT_EVERY_SECONDS:.0f} s "
+            "(per few-second window): "
             f"median {percentile(steady, 0.5):.0f} ms, worst {max(steady):.0f} ms"
         )
     print(f"  token exchanges: {figures.exchanges:,}, {figures.exchange_failures} failed")

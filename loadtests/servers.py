@@ -5,6 +5,7 @@ Polaris runs as `polaris serve`, never imported: the bench sees it only as a cli
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,6 +19,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import asyncpg
+from redis import Redis
 
 from loadtests.cpus import Pinning
 from loadtests.errors import BenchError
@@ -79,9 +83,38 @@ def run_checked(command: list[str], env: dict[str, str], what: str) -> str:
     return done.stdout
 
 
+async def fresh_database(database_url: str) -> None:
+    """Drop and create the database `database_url` names: the bench's own, never a user's
+    (a database left by an earlier run holds keys sealed with another run's secret)."""
+    server, name = database_url.split("?", 1)[0].rsplit("/", 1)
+    connection = await asyncpg.connect(
+        f"{server}/postgres".replace("postgres://", "postgresql://", 1)
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
 def polaris_command() -> list[str]:
     script = Path(sys.executable).with_name("polaris")
     return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+
+
+def polaris_env(workdir: Path, secret_key: str, port: int) -> dict[str, str]:
+    """The environment of a Polaris of the load tools' own: this machine's, less any Polaris
+    or database settings of the caller's, plus a data directory and secret of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POLARIS_", "DATABASE_"))}
+    env.update(
+        POLARIS_ENV="development",
+        POLARIS_DATA_DIR=str(workdir / "data"),
+        SECRET_KEY=secret_key,
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        LOG_LEVEL="INFO",
+        LOG_JSON="true",
+    )
+    return env
 
 
 @dataclass
@@ -100,16 +133,8 @@ class Polaris:
         return self.workdir / "polaris.log"
 
     def env(self, port: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("POLARIS_", "DATABASE_"))}
-        env.update(
-            POLARIS_ENV="development",
-            POLARIS_DATA_DIR=str(self.workdir / "data"),
-            SECRET_KEY=self.secret_key,
-            PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-            HEARTBEATS_PER_DEVICE=BENCH_HEARTBEATS_PER_DEVICE,
-            LOG_LEVEL="INFO",
-            LOG_JSON="true",
-        )
+        env = polaris_env(self.workdir, self.secret_key, port)
+        env["HEARTBEATS_PER_DEVICE"] = BENCH_HEARTBEATS_PER_DEVICE
         if self.backend == "redis":
             env["REDIS_URL"] = self.redis_url
             env["DATABASE_URL"] = self.database_url or POSTGRES_URL
@@ -121,6 +146,9 @@ class Polaris:
     def prepare(self, email: str, password: str) -> None:
         """Migrate the database and create the admin who will mint the pairing codes."""
         env = self.env(0)
+        if self.backend == "redis":
+            asyncio.run(fresh_database(env["DATABASE_URL"]))
+            Redis.from_url(self.redis_url).flushdb()
         polaris = polaris_command()
         run_checked([*polaris, "migrate"], env, "polaris migrate")
         run_checked(

@@ -3,13 +3,17 @@ fanned out over pub/sub into each process's memory.
 
 While Redis is away, heartbeats wait in memory and revocations are asked of the database;
 both loops retry with backoff and log once when Redis is lost and once when it is back.
+
+Each flush also stamps the arrival of every device not already arrived (ZADD NX into a
+second sorted set, after the heartbeat times, in the same pipeline), so that the sweep asks
+for the few new arrivals by score instead of reading the whole online fleet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import orjson
 from redis.asyncio import Redis
@@ -19,14 +23,38 @@ from app import clock
 from app.logging import get_logger
 from app.metrics import PRESENCE_FLUSH_LAG
 from app.presence.outage import Outage
-from app.presence.store import PresenceStore, RevocationSource
+from app.presence.store import PresenceStore, RevocationSource, SweepMark
 
 log = get_logger(__name__)
 
 PRESENCE_KEY = "polaris:presence"
+ARRIVALS_KEY = "polaris:presence:arrivals"
+SWEEP_MARK_KEY = "polaris:presence:sweep"
 REVOCATION_CHANNEL = "polaris:revocations"
 FLUSH_EVERY_SECONDS = 0.1
 RETRY_FLOOR_SECONDS = 0.1
+
+# Atomic against the flush's two writes (heartbeat time first, then arrival): an arrival is
+# dropped only if its device has no heartbeat at or after ARGV[1] at this very moment.
+_FORGET_ARRIVALS = """
+local silent_before = tonumber(ARGV[1])
+local seen = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, 3))
+local gone, back = {}, {}
+for i, score in ipairs(seen) do
+  local member = ARGV[i + 2]
+  if score and tonumber(score) >= silent_before then
+    back[#back + 1] = ARGV[2]
+    back[#back + 1] = member
+  else
+    gone[#gone + 1] = member
+  end
+end
+if #gone > 0 then redis.call('ZREM', KEYS[2], unpack(gone)) end
+if #back > 0 then redis.call('ZADD', KEYS[2], unpack(back)) end
+return 0
+"""
+# Within what Lua's `unpack` takes at once.
+_FORGET_BATCH = 2_000
 
 
 class RedisPresenceStore(PresenceStore):
@@ -47,6 +75,10 @@ class RedisPresenceStore(PresenceStore):
         self._flush_outage = Outage("presence_flush")
         self._listener_outage = Outage("revocation_listener")
         self._read_outage = Outage("presence_read")
+        self._forget = self._redis.register_script(_FORGET_ARRIVALS)
+        # Set when a call to Redis failed: it may have restarted meanwhile, from an old
+        # snapshot or empty, so the next sweep must not trust its mark.
+        self._doubtful = False
         # Cancelling alone is not enough: a cancellation that lands inside a redis-py call can
         # be swallowed there, and the loop would go round forever while `stop` awaits it.
         self._closing = False
@@ -86,6 +118,7 @@ class RedisPresenceStore(PresenceStore):
             # Console pages still load (an admin may need to revoke right now): the
             # database's copy and this process's own heartbeats stand in for Redis.
             self._read_outage.failed(exc)
+            self._doubtful = True
             scores = [None] * len(ids)
         else:
             self._read_outage.succeeded()
@@ -97,7 +130,8 @@ class RedisPresenceStore(PresenceStore):
         return seen
 
     async def seen_since(self, since: float) -> dict[str, float]:
-        rows = await self._redis.zrangebyscore(PRESENCE_KEY, since, "+inf", withscores=True)
+        with self._doubted_if_failing():
+            rows = await self._redis.zrangebyscore(PRESENCE_KEY, since, "+inf", withscores=True)
         seen = {member.decode(): float(score) for member, score in rows}
         # This process's heartbeats of the last ~100 ms are not in Redis yet.
         for unflushed in (self._in_flight, self._pending):
@@ -121,6 +155,69 @@ class RedisPresenceStore(PresenceStore):
         scores = await self._redis.zmscore(PRESENCE_KEY, ids)
         return counted + sum(1 for score in scores if score is None or score < since)
 
+    @contextlib.contextmanager
+    def _doubted_if_failing(self) -> Iterator[None]:
+        try:
+            yield
+        except RedisError:
+            self._doubtful = True
+            raise
+
+    async def seen_between(self, lo: float, hi: float) -> dict[str, float]:
+        with self._doubted_if_failing():
+            rows = await self._redis.zrangebyscore(PRESENCE_KEY, lo, f"({hi}", withscores=True)
+        seen = {member.decode(): float(score) for member, score in rows}
+        unflushed: dict[str, float] = {}
+        for batch in (self._in_flight, self._pending):
+            for device_id, at in batch.items():
+                unflushed[device_id] = max(at, unflushed.get(device_id, 0.0))
+        if not unflushed:
+            return seen
+        # A heartbeat not in Redis yet may move a device out of the range, or into it.
+        ids = list(unflushed)
+        with self._doubted_if_failing():
+            scores = await self._redis.zmscore(PRESENCE_KEY, ids)
+        for device_id, score in zip(ids, scores, strict=True):
+            at = max(unflushed[device_id], float(score) if score is not None else 0.0)
+            if lo <= at < hi:
+                seen[device_id] = at
+            else:
+                seen.pop(device_id, None)
+        return seen
+
+    async def arrived_since(self, since: float) -> set[str]:
+        with self._doubted_if_failing():
+            members = await self._redis.zrangebyscore(ARRIVALS_KEY, since, "+inf")
+        # Not in Redis yet: each may be an arrival, and the sweep's writes check.
+        return {m.decode() for m in members}.union(self._in_flight, self._pending)
+
+    async def forget_arrivals(
+        self, device_ids: Iterable[str], *, silent_before: float, now: float
+    ) -> None:
+        ids = list(device_ids)
+        # In batches: a script holds Redis for as long as it runs.
+        with self._doubted_if_failing():
+            for start in range(0, len(ids), _FORGET_BATCH):
+                await self._forget(
+                    keys=[PRESENCE_KEY, ARRIVALS_KEY],
+                    args=[silent_before, now, *ids[start : start + _FORGET_BATCH]],
+                )
+
+    async def sweep_mark(self) -> SweepMark | None:
+        with self._doubted_if_failing():
+            fields = await self._redis.hmget(SWEEP_MARK_KEY, ["swept_at", "reconciled_at"])
+        doubtful, self._doubtful = self._doubtful, False
+        if doubtful or None in fields:
+            return None
+        return SweepMark(swept_at=float(fields[0]), reconciled_at=float(fields[1]))
+
+    async def save_sweep_mark(self, *, swept_at: float, reconciled_at: float | None) -> None:
+        mark = {"swept_at": swept_at}
+        if reconciled_at is not None:
+            mark["reconciled_at"] = reconciled_at
+        with self._doubted_if_failing():
+            await self._redis.hset(SWEEP_MARK_KEY, mapping=mark)
+
     async def publish_revocations(self, token_ids: Iterable[str]) -> None:
         ids = list(token_ids)
         self._remember(ids)
@@ -138,9 +235,14 @@ class RedisPresenceStore(PresenceStore):
         self._in_flight = batch
         oldest = min(batch.values())
         try:
-            await self._redis.zadd(PRESENCE_KEY, batch, gt=True)
+            # In this order: see `_FORGET_ARRIVALS`.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(PRESENCE_KEY, batch, gt=True)
+                pipe.zadd(ARRIVALS_KEY, dict.fromkeys(batch, clock.now().timestamp()), nx=True)
+                await pipe.execute()
         except RedisError as exc:
             self._flush_outage.failed(exc, waiting=len(batch))
+            self._doubtful = True
             for device_id, at in batch.items():
                 self.record_heartbeat(device_id, at)
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -33,6 +34,15 @@ class RevocationSource(Protocol):
     async def revoked_since(self, since: datetime) -> list[str]:
         """Credentials that ended at or after `since`, and the live ones of dead devices."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class SweepMark:
+    """Where the presence sweeps have got to, in epoch seconds: the `now` of the last pass
+    that finished, and of the last that reconciled everything."""
+
+    swept_at: float
+    reconciled_at: float
 
 
 class PresenceStore(abc.ABC):
@@ -58,6 +68,35 @@ class PresenceStore(abc.ABC):
     @abc.abstractmethod
     async def count_seen_since(self, since: float) -> int:
         """How many devices were heard from at or after `since`."""
+
+    @abc.abstractmethod
+    async def seen_between(self, lo: float, hi: float) -> dict[str, float]:
+        """The devices whose last heartbeat is at or after `lo` and before `hi`."""
+
+    # An arrival is a device's first heartbeat since its arrival was last forgotten, stamped
+    # with when the store took it in (not the heartbeat's own time, which a batch held back
+    # while Redis was away may carry from long ago): the sweep asks only for the new ones.
+
+    @abc.abstractmethod
+    async def arrived_since(self, since: float) -> set[str]:
+        """The devices whose arrival was stamped at or after `since`."""
+
+    @abc.abstractmethod
+    async def forget_arrivals(
+        self, device_ids: Iterable[str], *, silent_before: float, now: float
+    ) -> None:
+        """Forget the arrivals of those devices not heard from at or after `silent_before`;
+        those heard since arrive again, stamped `now`. One step, so that a heartbeat landing
+        meanwhile is never lost."""
+
+    @abc.abstractmethod
+    async def sweep_mark(self) -> SweepMark | None:
+        """The last mark saved, or None when there is none or the store may have lost data
+        since (then the next sweep reconciles everything)."""
+
+    @abc.abstractmethod
+    async def save_sweep_mark(self, *, swept_at: float, reconciled_at: float | None) -> None:
+        """`reconciled_at` None keeps the last one."""
 
     # -- revocation -----------------------------------------------------------------------
 

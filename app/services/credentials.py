@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -93,38 +94,13 @@ async def register_device(
     using_db: BaseDBAsyncClient,
 ) -> IssuedCredentials:
     """Create the device and its first credentials, audited, in the caller's transaction."""
-    device = await Device.create(
-        kind=Kind.SCANNER,
-        label=details.label,
-        platform=details.platform,
-        model=details.model,
-        os_version=details.os_version,
-        app_version=details.app_version,
-        apns_environment=details.apns_environment,
-        push_token=details.push_token,
-        capabilities=list(details.capabilities),
-        owner_id=owner_id,
-        registered_at=now,
-        last_ip=ip,
-        using_db=using_db,
-    )
+    device = new_device(details, owner_id=owner_id, now=now, ip=ip)
+    await device.save(using_db=using_db)
     issued = await _new_token(device=device, now=now, ttl=ttl, using_db=using_db)
-    registered = audit.Entry(
-        action=AuditAction.DEVICE_REGISTERED,
-        actor=actor,
-        target_type="device",
-        target_id=str(device.id),
-        metadata={
-            "deviceId": str(device.id),
-            "kind": device.kind.value,
-            "platform": device.platform,
-            "model": device.model,
-            "appVersion": device.app_version,
-            "capabilities": list(details.capabilities),
-        },
-    )
     # One statement for both rows: a registration is a burst of round trips already.
-    await audit.record_many([registered, _issued_entry(issued.token, actor)], using_db=using_db)
+    await audit.record_many(
+        [registered_entry(device, actor), issued_entry(issued.token, actor)], using_db=using_db
+    )
     return issued
 
 
@@ -140,7 +116,7 @@ async def issue_token(
     issued = await _new_token(
         device=device, now=now, ttl=ttl, using_db=using_db, installation_id=installation_id
     )
-    await audit.record(_issued_entry(issued.token, actor), using_db=using_db)
+    await audit.record(issued_entry(issued.token, actor), using_db=using_db)
     return issued
 
 
@@ -166,9 +142,49 @@ async def _new_token(
     return IssuedCredentials(device, token, device_token, device_secret)
 
 
-def _issued_entry(token: DeviceToken, actor: audit.Actor) -> audit.Entry:
+def new_device(details: DeviceDetails, *, owner_id: UUID, now: datetime, ip: str | None) -> Device:
+    """The scanner a registration creates, not yet saved."""
+    return Device(
+        kind=Kind.SCANNER,
+        label=details.label,
+        platform=details.platform,
+        model=details.model,
+        os_version=details.os_version,
+        app_version=details.app_version,
+        apns_environment=details.apns_environment,
+        push_token=details.push_token,
+        capabilities=list(details.capabilities),
+        owner_id=owner_id,
+        registered_at=now,
+        last_ip=ip,
+    )
+
+
+def registered_entry(device: Device, actor: audit.Actor, **metadata: Any) -> audit.Entry:
+    return audit.Entry(
+        action=AuditAction.DEVICE_REGISTERED,
+        actor=actor,
+        target_type="device",
+        target_id=str(device.id),
+        metadata={
+            "deviceId": str(device.id),
+            "kind": Kind.SCANNER.value,
+            "platform": device.platform,
+            "model": device.model,
+            "appVersion": device.app_version,
+            "capabilities": list(device.capabilities),
+            **metadata,
+        },
+    )
+
+
+def issued_entry(token: DeviceToken, actor: audit.Actor, **metadata: Any) -> audit.Entry:
     return token_entry(
-        AuditAction.DEVICE_TOKEN_ISSUED, token, actor, tokenHashPrefix=token.token_hash[:8]
+        AuditAction.DEVICE_TOKEN_ISSUED,
+        token,
+        actor,
+        tokenHashPrefix=token.token_hash[:8],
+        **metadata,
     )
 
 

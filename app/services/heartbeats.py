@@ -16,6 +16,19 @@ from statemachines import DeviceState
 
 # Versions this process last wrote per device: a heartbeat that repeats them writes nothing.
 _known_versions: LRUCache[str, tuple[str | None, str | None]] = LRUCache(maxsize=200_000)
+# The versions a heartbeat reports, written only where they differ. After a restart every
+# device's first heartbeat asks: a fleet's worth of statements, so written out once per
+# dialect (Tortoise would build each one afresh) and a row already right is not rewritten.
+_SET_VERSIONS = {
+    "postgres": "UPDATE devices SET app_version = COALESCE($1, app_version),"
+    " os_version = COALESCE($2, os_version) WHERE id = $3 AND state = $4"
+    " AND (app_version IS DISTINCT FROM COALESCE($1, app_version)"
+    " OR os_version IS DISTINCT FROM COALESCE($2, os_version))",
+    "sqlite": "UPDATE devices SET app_version = COALESCE(?1, app_version),"
+    " os_version = COALESCE(?2, os_version) WHERE id = ?3 AND state = ?4"
+    " AND (app_version IS NOT COALESCE(?1, app_version)"
+    " OR os_version IS NOT COALESCE(?2, os_version))",
+}
 
 
 async def record(
@@ -32,12 +45,11 @@ async def record(
     HEARTBEATS.inc()
     reported = (app_version, os_version)
     if (app_version or os_version) and _known_versions.get(device_id) != reported:
-        changes = {
-            name: value
-            for name, value in (("app_version", app_version), ("os_version", os_version))
-            if value is not None
-        }
-        await Device.filter(id=device_id, state=DeviceState.active).update(**changes)
+        db = Device._meta.db
+        await db.execute_query(
+            _SET_VERSIONS[db.capabilities.dialect],
+            [app_version, os_version, device_id, DeviceState.active.value],
+        )
         _known_versions[device_id] = reported
 
 

@@ -6,12 +6,20 @@ times current and record when a device came and went. Both are safe on two worke
 every write is conditional, and a transition is recorded only by the writer that made it.
 Both work in chunks of `CHUNK` devices, one statement per chunk for each kind of write
 (`app.services.presence_rows`), so that a fleet of 100,000 costs dozens of statements.
+
+The sweep reads only what changed since its last pass, from a mark it keeps in the store
+(shared by every worker): the devices whose last heartbeat left the window since then (in
+the store, or in the database's copy), and those whose arrival the store stamped since then.
+Every so often, and whenever the mark is missing (the store was flushed or replaced, or a
+call to it failed since), it compares everything instead: every device heard against every
+device reported online, and the database's last-seen times too. The went-offline time is
+min(last heartbeat + window, now) either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -22,6 +30,7 @@ from app import clock
 from app.logging import get_logger
 from app.models import Device, EventType, PresenceChange
 from app.presence import PresenceStore
+from app.presence.store import SweepMark
 from app.services import events, presence_rows
 from app.services.presence_rows import Marked
 from app.settings import Settings
@@ -35,10 +44,18 @@ CHUNK = 5_000
 T = TypeVar("T")
 
 
+# How far each pass reaches back before where the last one stopped: the processes' clocks
+# differ a little, a flush may still be travelling, and a row another writer held last time
+# is tried again.
+MARGIN = timedelta(seconds=10)
+
+
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     came_online: int
     went_offline: int
+    # How the pass went, not what it found: equal results may come from either kind.
+    reconciled: bool = field(default=False, compare=False)
 
 
 def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
@@ -59,10 +76,73 @@ async def flush_last_seen(*, store: PresenceStore, settings: Settings, now: date
     return written
 
 
-async def sweep(*, store: PresenceStore, settings: Settings, now: datetime) -> SweepResult:
-    """Record the devices that came online or went silent since the last sweep."""
+async def sweep(
+    *, store: PresenceStore, settings: Settings, now: datetime, reconcile: bool = False
+) -> SweepResult:
+    """Record the devices that came online or went silent since the last sweep.
+
+    Most passes read only what changed since the last one (`_boundary`); one that finds no
+    usable mark in the store, or whose last reconcile is `presence_reconcile_every_seconds`
+    old, or is told to `reconcile`, compares everything (`_everything`).
+    """
     window = timedelta(seconds=settings.heartbeat_online_window_seconds)
     since = now - window
+    mark = None if reconcile else await store.sweep_mark()
+    if mark is not None and _usable(mark, now=now, settings=settings):
+        full = False
+        arrived, silent = await _boundary(store, mark=mark, since=since, window=window)
+        ended = silent
+    else:
+        full = True
+        arrived, silent, ended = await _everything(store, since=since)
+
+    came_online = 0
+    for chunk in _chunks(sorted(arrived)):
+        async with in_transaction() as connection:
+            marked = await presence_rows.mark_online(chunk, connection=connection)
+            await _record(
+                [(device, arrived[device.device_id]) for device in marked],
+                online=True,
+                using_db=connection,
+            )
+        came_online += len(marked)
+
+    # Silent by the database's clock too, which `mark_offline` checks as it writes.
+    went_offline = 0
+    for chunk in _chunks(sorted(silent)):
+        async with in_transaction() as connection:
+            marked = await presence_rows.mark_offline(
+                chunk, silent_since=since, connection=connection
+            )
+            await _record(
+                [(device, _went_silent(device, window=window, now=now)) for device in marked],
+                online=False,
+                using_db=connection,
+            )
+        went_offline += len(marked)
+
+    # Their next heartbeat is a new arrival, which the next pass asks for by its stamp.
+    await store.forget_arrivals(ended, silent_before=since.timestamp(), now=now.timestamp())
+    # Only after the writes: a pass that failed half-way leaves the old mark, and the next
+    # one reaches back over what this one missed.
+    await store.save_sweep_mark(
+        swept_at=now.timestamp(), reconciled_at=now.timestamp() if full else None
+    )
+    return SweepResult(came_online, went_offline, reconciled=full)
+
+
+def _usable(mark: SweepMark, *, now: datetime, settings: Settings) -> bool:
+    at = now.timestamp()
+    fresh = at - mark.reconciled_at < settings.presence_reconcile_every_seconds
+    # A mark from the future is a clock that went back: ranges from it would leave gaps.
+    return fresh and max(mark.swept_at, mark.reconciled_at) - MARGIN.total_seconds() <= at
+
+
+async def _everything(
+    store: PresenceStore, *, since: datetime
+) -> tuple[dict[str, datetime], set[str], set[str]]:
+    """Every device heard against every device reported online: O(fleet), and right whatever
+    the store lost. Returns who arrived, who went silent, and whose arrival has ended."""
     heard = await store.seen_since(since.timestamp())
     # A scan of the table (≈15 ms at 100,000 devices on PostgreSQL): an index on the flag
     # would cost more on every last-seen write, which updates each online device's row.
@@ -80,32 +160,38 @@ async def sweep(*, store: PresenceStore, settings: Settings, now: datetime) -> S
         last_seen_at__gt=since, reported_online=False, deleted_at=None
     ).values_list("id", "last_seen_at"):
         arrived.setdefault(str(device_id), at)
+    silent = reported.difference(heard)
+    # Arrivals left behind by a race the boundary passes could not see end here.
+    ended = silent.union(await store.arrived_since(float("-inf"))).difference(heard)
+    return arrived, silent, ended
 
-    came_online = 0
-    for chunk in _chunks(sorted(arrived)):
-        async with in_transaction() as connection:
-            marked = await presence_rows.mark_online(chunk, connection=connection)
-            await _record(
-                [(device, arrived[device.device_id]) for device in marked],
-                online=True,
-                using_db=connection,
-            )
-        came_online += len(marked)
 
-    # Silent by the database's clock too, which `mark_offline` checks as it writes.
-    went_offline = 0
-    for chunk in _chunks(sorted(reported.difference(heard))):
-        async with in_transaction() as connection:
-            marked = await presence_rows.mark_offline(
-                chunk, silent_since=since, connection=connection
-            )
-            await _record(
-                [(device, _went_silent(device, window=window, now=now)) for device in marked],
-                online=False,
-                using_db=connection,
-            )
-        went_offline += len(marked)
-    return SweepResult(came_online, went_offline)
+async def _boundary(
+    store: PresenceStore, *, mark: SweepMark, since: datetime, window: timedelta
+) -> tuple[dict[str, datetime], set[str]]:
+    """Only what changed since the mark: the devices whose last heartbeat fell out of the
+    window since then, and those that arrived since. About nothing in a steady fleet."""
+    margin = MARGIN.total_seconds()
+    edge = clock.from_epoch(mark.swept_at - window.total_seconds() - margin)
+    silent = set(await store.seen_between(edge.timestamp(), since.timestamp()))
+    # The database's copy crossed too (an index range, as small): rows the store knows
+    # nothing newer of go offline as well, whatever the store lost.
+    crossed = [
+        str(device_id)
+        for device_id in await Device.filter(
+            reported_online=True, last_seen_at__gte=edge, last_seen_at__lt=since
+        ).values_list("id", flat=True)
+        if str(device_id) not in silent
+    ]
+    newer = await store.last_seen(crossed)
+    silent.update(d for d in crossed if newer.get(d, 0.0) < since.timestamp())
+    heard = await store.last_seen(await store.arrived_since(mark.swept_at - margin))
+    arrived = {
+        device_id: clock.from_epoch(at)
+        for device_id, at in heard.items()
+        if at >= since.timestamp()
+    }
+    return arrived, silent
 
 
 def _went_silent(device: Marked, *, window: timedelta, now: datetime) -> datetime:

@@ -1,14 +1,16 @@
 """Presence bookkeeping at fleet scale, measured: `polaris measure-presence` (the bench runs it).
 
 It builds its own fleet in the configured database and presence store, then, each round:
-every device reported online but silent for long, the sweep that takes them all offline; a
-heartbeat from every device, the store's read of who was heard and the last-seen flush that
-writes them all; the sweep that brings them all back online, and one more that finds nothing
-to change, as most sweeps do. It also weighs what the presence store holds for that many
-devices (Redis: the presence key; embedded: this process's memory). Everything it made is
-removed afterwards. It refuses a database that already has devices, or a presence store that
-already has heartbeats, unless told otherwise: its sweeps would record their transitions too,
-and a worker serving them would sweep the measured fleet.
+every device reported online but its last heartbeat just out of the window, the sweep that
+takes them all offline; a heartbeat from every device, the store's read of who was heard and
+the last-seen flush that writes them all; the sweep that brings them all back online;
+another heartbeat from every device and a sweep some ticks later that finds nothing to
+change, as most sweeps do; and the same again as a reconciling sweep, which compares
+everything. It also weighs what the presence store holds for that many devices (Redis: the
+presence key; embedded: this process's memory). Everything it made is removed afterwards. It
+refuses a database that already has devices, or a presence store that already has
+heartbeats, unless told otherwise: its sweeps would record their transitions too, and a
+worker serving them would sweep the measured fleet.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from app.errors import DomainError
 from app.models import Device, EventType, Kind, OutboxEvent, Role, User
 from app.presence import PresenceStore
 from app.presence.memory import MemoryPresenceStore
-from app.presence.redis import PRESENCE_KEY, RedisPresenceStore
+from app.presence.redis import ARRIVALS_KEY, PRESENCE_KEY, SWEEP_MARK_KEY, RedisPresenceStore
 from app.services import presence
 from app.services.presence import SweepResult
 from app.services.revocations import DatabaseRevocations
@@ -42,8 +44,11 @@ T = TypeVar("T")
 _SEED_BATCH = 5_000
 # No password hashes to this: nobody signs in as the measured fleet's owner.
 _NO_PASSWORD = "!"
-# The fleet's heartbeats stopped this long before the window began.
-_SILENT_FOR = timedelta(hours=1)
+# The fleet's heartbeats stopped this long before the window began: just out of it, as
+# when a whole site loses its network, so the boundary pass is the one that notices.
+_SILENT_FOR = timedelta(seconds=2)
+# The measured passes follow one that ran this long before.
+_SWEEP_EVERY = timedelta(seconds=5)
 
 
 class NotEmpty(DomainError):
@@ -79,8 +84,10 @@ class PresenceFigures:
     seen_since: Timing
     # The sweep after that flush: every device comes back online.
     online_sweep: Timing
-    # Once more: nothing changed, as on most ticks.
+    # A heartbeat from every device again, then a pass: nothing changed, as on most ticks.
     steady_sweep: Timing
+    # Once more, comparing everything, as every `presence_reconcile_every_seconds`.
+    reconcile_sweep: Timing
     redis_key_bytes: int | None
     memory_store_bytes: int
 
@@ -107,7 +114,14 @@ async def measure(
             await redis.aclose()
 
 
-_PHASES = ("offline_sweep", "flush", "seen_since", "online_sweep", "steady_sweep")
+_PHASES = (
+    "offline_sweep",
+    "flush",
+    "seen_since",
+    "online_sweep",
+    "steady_sweep",
+    "reconcile_sweep",
+)
 
 
 class _Fleet:
@@ -181,15 +195,19 @@ class _Fleet:
         )
 
     async def _round(self) -> dict[str, tuple[int, float]]:
-        """Every device reported online but silent for long, then heard from again."""
-        silent_since = clock.now() - self.window - _SILENT_FOR
+        """Every device reported online but just silent, then heard from again."""
+        swept_at = clock.now()
+        silent_since = swept_at - self.window - _SILENT_FOR
         for chunk in _chunks(self.ids):
             await Device.filter(id__in=chunk).update(
                 reported_online=True, last_seen_at=silent_since
             )
         figures: dict[str, tuple[int, float]] = {}
         async with self._store_heard_at(silent_since) as store:
-            swept, elapsed = await self._sweep(store, clock.now())
+            # The pass before saw them all online.
+            previous = (swept_at - _SWEEP_EVERY).timestamp()
+            await store.save_sweep_mark(swept_at=previous, reconciled_at=previous)
+            swept, elapsed = await self._sweep(store, swept_at)
             figures["offline_sweep"] = (swept.went_offline, elapsed)
         heard = clock.now()
         now = heard + timedelta(seconds=1)
@@ -201,15 +219,26 @@ class _Fleet:
             )
             swept, elapsed = await self._sweep(store, now)
             figures["online_sweep"] = (swept.came_online, elapsed)
-            swept, elapsed = await self._sweep(store, now)
+            # Some ticks later: the passes right after an arrival still reach back to it.
+            again = now + presence.MARGIN + 2 * _SWEEP_EVERY
+            await self._hear(store, again - timedelta(seconds=1))
+            previous = (again - _SWEEP_EVERY).timestamp()
+            await store.save_sweep_mark(swept_at=previous, reconciled_at=previous)
+            swept, elapsed = await self._sweep(store, again)
             figures["steady_sweep"] = (swept.came_online + swept.went_offline, elapsed)
+            swept, elapsed = await self._sweep(store, again, reconcile=True)
+            figures["reconcile_sweep"] = (swept.came_online + swept.went_offline, elapsed)
         return figures
 
-    async def _sweep(self, store: PresenceStore, now: datetime) -> tuple[SweepResult, float]:
+    async def _sweep(
+        self, store: PresenceStore, now: datetime, *, reconcile: bool = False
+    ) -> tuple[SweepResult, float]:
         started = clock.now()
         try:
             return await _timed(
-                lambda: presence.sweep(store=store, settings=self.settings, now=now)
+                lambda: presence.sweep(
+                    store=store, settings=self.settings, now=now, reconcile=reconcile
+                )
             )
         finally:
             self.sweeps.append((started, clock.now()))
@@ -220,22 +249,31 @@ class _Fleet:
         store: PresenceStore
         if self.redis is None:
             store = MemoryPresenceStore(DatabaseRevocations())
-            for name in self.names:
-                store.record_heartbeat(name, at.timestamp())
         else:
             assert self.settings.redis_url is not None
-            await self._heartbeats(at)
             store = RedisPresenceStore(self.settings.redis_url, DatabaseRevocations())
         try:
+            await self._hear(store, at)
             yield store
         finally:
             await store.stop()
 
+    async def _hear(self, store: PresenceStore, at: datetime) -> None:
+        if self.redis is None:
+            for name in self.names:
+                store.record_heartbeat(name, at.timestamp())
+        else:
+            await self._heartbeats(at)
+
     async def _heartbeats(self, at: datetime) -> None:
         assert self.redis is not None
         # Written as the store writes them, but without its `gt`: a round moves time back.
+        stamp = clock.now().timestamp()
         for chunk in _chunks(self.names):
-            await self.redis.zadd(PRESENCE_KEY, dict.fromkeys(chunk, at.timestamp()))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(PRESENCE_KEY, dict.fromkeys(chunk, at.timestamp()))
+                pipe.zadd(ARRIVALS_KEY, dict.fromkeys(chunk, stamp), nx=True)
+                await pipe.execute()
 
     async def _redis_key_bytes(self) -> int:
         assert self.redis is not None
@@ -256,6 +294,9 @@ class _Fleet:
         if self.redis is not None:
             for names in _chunks(self.names):
                 await self.redis.zrem(PRESENCE_KEY, *names)
+                await self.redis.zrem(ARRIVALS_KEY, *names)
+            # The next sweep of a worker on this store compares everything.
+            await self.redis.delete(SWEEP_MARK_KEY)
 
 
 def _memory_store_bytes(size: int) -> int:

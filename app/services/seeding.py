@@ -22,12 +22,17 @@ from tortoise.transactions import in_transaction
 
 from app.auth.hashing import sha256_hex
 from app.errors import InvalidInput, NotFound
-from app.models import AuditAction, AuditEvent, Device, DeviceToken, Kind, Role, User
+from app.models import AuditEvent, Device, DeviceToken, Role, User
 from app.services import audit
 from app.services.accounts import normalise_email
-from app.services.credentials import DeviceDetails, new_pair
+from app.services.credentials import (
+    DeviceDetails,
+    issued_entry,
+    new_device,
+    new_pair,
+    registered_entry,
+)
 from app.services.events import iso
-from app.services.revocations import token_entry
 
 DEFAULT_BATCH = 1000
 MAX_BATCH = 10_000
@@ -91,61 +96,10 @@ async def seeding_owner(email: str | None) -> User:
     return first
 
 
-def _device(details: DeviceDetails, owner: User, now: datetime) -> Device:
-    return Device(
-        kind=Kind.SCANNER,
-        label=details.label,
-        platform=details.platform,
-        model=details.model,
-        os_version=details.os_version,
-        app_version=details.app_version,
-        apns_environment=details.apns_environment,
-        push_token=details.push_token,
-        capabilities=list(details.capabilities),
-        owner_id=owner.id,
-        registered_at=now,
-    )
-
-
-def _registered_row(device: Device, now: datetime) -> AuditEvent:
-    return _audit_row(
-        audit.Entry(
-            action=AuditAction.DEVICE_REGISTERED,
-            actor=SEED_ACTOR,
-            target_type="device",
-            target_id=str(device.id),
-            metadata={
-                "deviceId": str(device.id),
-                "kind": Kind.SCANNER.value,
-                "platform": device.platform,
-                "model": device.model,
-                "appVersion": device.app_version,
-                "capabilities": list(device.capabilities),
-                "seeded": True,
-            },
-        ),
-        now,
-    )
-
-
-def _audit_row(entry: audit.Entry, now: datetime) -> AuditEvent:
-    # `audit.record` writes one row per statement; these go in by the thousand.
-    return AuditEvent(
-        at=now,
-        action=entry.action.value,
-        actor_type=entry.actor.type,
-        actor_id=entry.actor.id,
-        target_type=entry.target_type,
-        target_id=entry.target_id,
-        metadata=entry.metadata,
-        ip=entry.actor.ip,
-    )
-
-
 async def _seed_batch(
     batch: Sequence[DeviceDetails], *, owner: User, now: datetime, ttl: timedelta
 ) -> list[SeededDevice]:
-    devices = [_device(details, owner, now) for details in batch]
+    devices = [new_device(details, owner_id=owner.id, now=now, ip=None) for details in batch]
     tokens: list[DeviceToken] = []
     seeded: list[SeededDevice] = []
     for device in devices:
@@ -160,19 +114,11 @@ async def _seed_batch(
         )
         tokens.append(token)
         seeded.append(SeededDevice(device.id, token.id, device_token, device_secret, now + ttl))
-    rows = [_registered_row(device, now) for device in devices] + [
-        _audit_row(
-            token_entry(
-                AuditAction.DEVICE_TOKEN_ISSUED,
-                token,
-                SEED_ACTOR,
-                tokenHashPrefix=token.token_hash[:8],
-                seeded=True,
-            ),
-            now,
-        )
-        for token in tokens
-    ]
+    # `audit.record` writes one row per statement; these go in by the thousand.
+    rows = [
+        audit.unsaved(registered_entry(device, SEED_ACTOR, seeded=True), at=now)
+        for device in devices
+    ] + [audit.unsaved(issued_entry(token, SEED_ACTOR, seeded=True), at=now) for token in tokens]
     async with in_transaction() as connection:
         await Device.bulk_create(devices, using_db=connection)
         await DeviceToken.bulk_create(tokens, using_db=connection)

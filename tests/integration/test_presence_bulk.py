@@ -28,7 +28,14 @@ pytestmark = pytest.mark.usefixtures("presence_tasks_end_before_shutdown")
 
 CHUNK = 40
 FLEET = 3 * CHUNK + 7
-PHASES = ("offline_sweep", "flush", "seen_since", "online_sweep", "steady_sweep")
+PHASES = (
+    "offline_sweep",
+    "flush",
+    "seen_since",
+    "online_sweep",
+    "steady_sweep",
+    "reconcile_sweep",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -230,6 +237,7 @@ async def test_the_measurement_times_every_phase_and_leaves_nothing_behind(
         "seen_since": FLEET,
         "online_sweep": FLEET,
         "steady_sweep": 0,
+        "reconcile_sweep": 0,
     }
     assert all(len(getattr(figures, phase).each) == 2 for phase in PHASES)
     assert figures.chunk == CHUNK
