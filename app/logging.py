@@ -34,30 +34,38 @@ class _Batch:
     def __init__(self) -> None:
         self._lines: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, line: str) -> None:
         lines = self._lines
         lines.append(line)
         if len(lines) >= _BATCH_LINES:
             self.flush()
-        elif len(lines) == 1:
-            try:
-                self._timer = asyncio.get_running_loop().call_later(_BATCH_SECONDS, self.flush)
-            except RuntimeError:
-                # No event loop to come back later (a command, a test): write it now.
-                self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # No event loop to come back later (a command, a test): write it now.
+            self.flush()
+            return
+        # A timer left on a loop that has stopped would never fire: arm one on this loop.
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer = loop.call_later(_BATCH_SECONDS, self.flush)
+            self._timer_loop = loop
 
     def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._lines:
-            return
-        text = "\n".join(self._lines) + "\n"
-        self._lines.clear()
+        # Under the handler's lock: a record logged from another thread flushes too.
         _handler.acquire()
         try:
-            _write(_handler.stream, text)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            lines, self._lines = self._lines, []
+            if lines:
+                _write(_handler.stream, "\n".join(lines) + "\n")
+        except OSError:
+            # As `logging` does with a stream it cannot write: say so, and go on serving.
+            _handler.handleError(logging.makeLogRecord({"msg": "access log"}))
         finally:
             _handler.release()
 

@@ -164,9 +164,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
                     )
                     yield
             finally:
-                metrics.process_stopped()
-                await state.presence.stop()
-                flush_access_log()
+                try:
+                    metrics.process_stopped()
+                    await state.presence.stop()
+                finally:
+                    flush_access_log()
     finally:
         if redis is not None:
             await redis.aclose(close_connection_pool=True)

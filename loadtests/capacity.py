@@ -24,6 +24,8 @@ EXCHANGE_EVERY_S = 540.0
 FLUSH_EVERY_S = 15.0
 SWEEP_EVERY_S = 5.0
 RECONCILE_EVERY_S = 60.0
+# The presence set (ZADD GT) and the arrivals set (ZADD NX), in one pipelined flush.
+REDIS_WRITES_PER_HEARTBEAT = 2
 # How busy a core may run before latency suffers: the rest is headroom for bursts.
 TARGET_UTILISATION = 0.6
 CORES_PER_BOX = 2
@@ -56,6 +58,9 @@ class Costs:
     audit_row_bytes: float = 438.0
     # VERIFIED_PAIRS_SECONDS (600) against a token every 540 s: every other exchange hits
     verified_pair_hit_share: float = 0.5
+    # redis-benchmark (ZADD, pipelined 200 deep, one member each, set growing to 1M members):
+    # members written per second by one Redis core
+    redis_member_writes_per_core: float = 234_000.0
     # fleet shape: presence transitions per device per day (a shift on, a shift off)
     transitions_per_device_day: float = 2.0
     # fleet shape: credential rotations per device per day (2/3 of a 90-day life)
@@ -106,7 +111,7 @@ def needs(devices: int, costs: Costs) -> Needs:
         app_cores=cores,
         app_boxes=max(1, -(-int(cores * 100) // (CORES_PER_BOX * 100))),
         redis_mb=devices * costs.redis_bytes_per_device / 1e6,
-        redis_member_writes_per_s=heartbeats,
+        redis_member_writes_per_s=heartbeats * REDIS_WRITES_PER_HEARTBEAT,
         pg_last_seen_writes_per_s=flush_rows / FLUSH_EVERY_S,
         flush_pass_s=flush_rows / costs.flush_rows_per_s,
         steady_sweep_pass_s=devices / 100_000 * costs.steady_sweep_s_per_100k,
@@ -144,25 +149,31 @@ def table(rows: list[Needs]) -> str:
     return "\n".join(lines)
 
 
-def saturation(rows: list[Needs]) -> list[str]:
-    """What runs out first at each size: a pass that takes longer than its interval."""
-    notes = []
-    for n in rows:
-        full = []
-        if n.steady_sweep_pass_s >= SWEEP_EVERY_S:
-            full.append("the incremental sweep (a pass is longer than its interval)")
-        if n.reconcile_pass_s >= SWEEP_EVERY_S:
-            full.append(
-                "the reconcile pass outlasts a sweep tick (raise PRESENCE_RECONCILE_EVERY_SECONDS)"
-            )
-        if n.shift_change_sweep_s >= SWEEP_EVERY_S:
-            full.append("a shift change takes several sweep ticks to record")
-        if n.flush_pass_s >= FLUSH_EVERY_S:
-            full.append("the last-seen flush (a pass is longer than its interval)")
-        if n.redis_member_writes_per_s > 200_000:
-            full.append("one Redis for presence writes")
-        notes.append(f"{n.devices:,}: " + ("; ".join(full) if full else "nothing"))
-    return notes
+def limits(costs: Costs) -> list[tuple[int, str]]:
+    """The fleet size at which each single-threaded part runs out, smallest first."""
+    found = [
+        (
+            # A pass writes the devices heard in its 15 s: half the fleet.
+            int(costs.flush_rows_per_s * HEARTBEAT_EVERY_S),
+            "the last-seen flush: a pass takes its whole interval (one worker writes every "
+            "online device's time every 15 s)",
+        ),
+        (
+            int(SWEEP_EVERY_S / costs.reconcile_sweep_s_per_100k * 100_000),
+            "the reconcile pass outlasts a sweep tick (the ticks after it wait)",
+        ),
+        (
+            int(SWEEP_EVERY_S / costs.steady_sweep_s_per_100k * 100_000),
+            "the incremental sweep: a pass takes its whole interval",
+        ),
+        (
+            int(
+                costs.redis_member_writes_per_core / REDIS_WRITES_PER_HEARTBEAT * HEARTBEAT_EVERY_S
+            ),
+            "one Redis core for the presence writes",
+        ),
+    ]
+    return sorted(found)
 
 
 def parse_args(argv: list[str] | None) -> tuple[list[int], Costs]:
@@ -185,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [needs(n, costs) for n in sizes]
     print(table(rows))
     print()
-    print("First to saturate:")
-    for note in saturation(rows):
-        print(f"  {note}")
+    print("Where each single-threaded part runs out, smallest fleet first:")
+    for devices, what in limits(costs):
+        print(f"  {devices:>12,} devices: {what}")
     return 0
 
 

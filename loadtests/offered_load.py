@@ -38,10 +38,14 @@ from loadtests.servers import (
     polaris_command,
     run_checked,
 )
+from simulator.protocol import HEARTBEAT
 
 USERS = 100
-# Locust's first seconds ramp and fill its latency window: left out of the steady state.
-SKIP_SECONDS = 5.0
+# Each device heartbeats this often, so a rate is played by rate x PERIOD devices; their
+# first interval also trades each one's credentials for a token, so it is left out of the
+# steady state with Locust's first seconds.
+PERIOD_SECONDS = 5.0
+SKIP_SECONDS = PERIOD_SECONDS + 5.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ def _locust(
     seconds: int,
     prefix: Path,
     extra: list[str],
+    *,
+    endpoint: str | None = None,
 ) -> SteadyState:
     # Pinned as wrk is in the bench: the server keeps its own CPU.
     command = [
@@ -86,7 +92,9 @@ def _locust(
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1):
         raise BenchError(f"locust failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return steady_state(read_history(Path(f"{prefix}_stats_history.csv")).total, skip=SKIP_SECONDS)
+    history = read_history(Path(f"{prefix}_stats_history.csv"))
+    samples = history.by_endpoint[endpoint] if endpoint else history.total
+    return steady_state(samples, skip=SKIP_SECONDS)
 
 
 def run(rates: list[float], seconds: int, devices: int, workdir: Path) -> dict[str, list[Point]]:
@@ -113,7 +121,7 @@ def run(rates: list[float], seconds: int, devices: int, workdir: Path) -> dict[s
             "polaris seed-devices",
         )
         for rate in rates:
-            every = devices / rate
+            played = max(USERS, int(rate * PERIOD_SECONDS))
             steady = _locust(
                 load,
                 "locustfile.py",
@@ -125,10 +133,11 @@ def run(rates: list[float], seconds: int, devices: int, workdir: Path) -> dict[s
                     "--sim-state",
                     str(state),
                     "--heartbeat-every",
-                    f"{every:.3f}",
+                    f"{PERIOD_SECONDS:.3f}",
                     "--devices-per-user",
-                    str(-(-devices // USERS)),
+                    str(-(-played // USERS)),
                 ],
+                endpoint=f"POST {HEARTBEAT}",
             )
             series["Polaris heartbeat"].append(Point(rate, steady))
             print(f"  heartbeat offered {rate:,.0f}/s: {_describe(steady)}", flush=True)
@@ -182,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rates", default="500,1000,2000,3000,4000")
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument(
+        "--devices", type=int, default=25_000, help="seeded; at least the top rate x 5"
+    )
     parser.add_argument("-o", "--output", type=Path, default=Path("offered-load.png"))
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]

@@ -23,7 +23,12 @@ class MemoryPresenceStore(PresenceStore):
         self._seen[device_id] = max(at, self._seen.get(device_id, 0.0))
         self._arrived.setdefault(device_id, clock.now().timestamp())
 
-    async def last_seen(self, device_ids: Iterable[str]) -> dict[str, float]:
+    async def last_seen(
+        self,
+        device_ids: Iterable[str],
+        *,
+        strict: bool = False,  # noqa: ARG002 (memory always answers)
+    ) -> dict[str, float]:
         return {d: self._seen[d] for d in device_ids if d in self._seen}
 
     async def seen_since(self, since: float) -> dict[str, float]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 
 import orjson
 from redis.asyncio import Redis
@@ -32,6 +33,14 @@ ARRIVALS_KEY = "polaris:presence:arrivals"
 SWEEP_MARK_KEY = "polaris:presence:sweep"
 REVOCATION_CHANNEL = "polaris:revocations"
 FLUSH_EVERY_SECONDS = 0.1
+# Pub/sub delivers at most once: a message lost (a publish that failed on one process, a
+# process gone between its commit and its publish, a listener's connection dropped without
+# a word) would leave a revocation unheard. Each process also reads what ended from the
+# database this often, which bounds how long any revocation can go unheard.
+REVOCATION_POLL_SECONDS = 5.0
+_POLL_OVERLAP = timedelta(seconds=5)
+# Members asked per ZMSCORE: a sweep after a worker's downtime may ask about a whole fleet.
+_READ_CHUNK = 10_000
 RETRY_FLOOR_SECONDS = 0.1
 
 # Atomic against the flush's two writes (heartbeat time first, then arrival): an arrival is
@@ -74,6 +83,7 @@ class RedisPresenceStore(PresenceStore):
         # channel is trusted again, once Redis is back.
         self._flush_outage = Outage("presence_flush")
         self._listener_outage = Outage("revocation_listener")
+        self._poll_outage = Outage("revocation_poll", ceiling=30.0)
         self._read_outage = Outage("presence_read")
         self._forget = self._redis.register_script(_FORGET_ARRIVALS)
         # Set when a call to Redis failed: it may have restarted meanwhile, from an old
@@ -87,6 +97,7 @@ class RedisPresenceStore(PresenceStore):
         self._tasks = [
             asyncio.create_task(self._flush_forever(), name="presence-flush"),
             asyncio.create_task(self._listen_forever(), name="revocation-listener"),
+            asyncio.create_task(self._poll_revocations_forever(), name="revocation-poll"),
         ]
         # Serve only once revocations are known (or known to be unknown: then the database
         # answers each check until the subscription is back).
@@ -108,17 +119,25 @@ class RedisPresenceStore(PresenceStore):
     def record_heartbeat(self, device_id: str, at: float) -> None:
         self._pending[device_id] = max(at, self._pending.get(device_id, 0.0))
 
-    async def last_seen(self, device_ids: Iterable[str]) -> dict[str, float]:
+    async def last_seen(
+        self, device_ids: Iterable[str], *, strict: bool = False
+    ) -> dict[str, float]:
         ids = list(device_ids)
         if not ids:
             return {}
         try:
-            scores = await self._redis.zmscore(PRESENCE_KEY, ids)
+            scores: list[float | None] = []
+            for start in range(0, len(ids), _READ_CHUNK):
+                scores.extend(
+                    await self._redis.zmscore(PRESENCE_KEY, ids[start : start + _READ_CHUNK])
+                )
         except RedisError as exc:
-            # Console pages still load (an admin may need to revoke right now): the
-            # database's copy and this process's own heartbeats stand in for Redis.
             self._read_outage.failed(exc)
             self._doubtful = True
+            if strict:
+                raise
+            # Console pages still load (an admin may need to revoke right now): the
+            # database's copy and this process's own heartbeats stand in for Redis.
             scores = [None] * len(ids)
         else:
             self._read_outage.succeeded()
@@ -251,6 +270,20 @@ class RedisPresenceStore(PresenceStore):
             self._in_flight = {}
             # Still growing while Redis is away: the batch waits in `_pending` for the next try.
             PRESENCE_FLUSH_LAG.set(max(0.0, clock.now().timestamp() - oldest))
+
+    async def _poll_revocations_forever(self) -> None:
+        since = clock.now()
+        while not self._closing:
+            await asyncio.sleep(max(REVOCATION_POLL_SECONDS, self._poll_outage.next_delay()))
+            # Overlapping reads: a revocation committed while the last one ran is read again.
+            started = clock.now()
+            try:
+                self._remember(await self._revocations.ended_since(since - _POLL_OVERLAP))
+            except Exception as exc:
+                self._poll_outage.failed(exc)
+                continue
+            self._poll_outage.succeeded()
+            since = started
 
     async def _flush_forever(self) -> None:
         while not self._closing:

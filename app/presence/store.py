@@ -35,6 +35,11 @@ class RevocationSource(Protocol):
         """Credentials that ended at or after `since`, and the live ones of dead devices."""
         ...
 
+    async def ended_since(self, since: datetime) -> list[str]:
+        """Credentials that ended at or after `since` (an index read: asked every few
+        seconds)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SweepMark:
@@ -58,8 +63,12 @@ class PresenceStore(abc.ABC):
         """Remember a heartbeat; backends may batch the write."""
 
     @abc.abstractmethod
-    async def last_seen(self, device_ids: Iterable[str]) -> dict[str, float]:
-        """Epoch seconds of the last heartbeat of each device that has one."""
+    async def last_seen(
+        self, device_ids: Iterable[str], *, strict: bool = False
+    ) -> dict[str, float]:
+        """Epoch seconds of the last heartbeat of each device that has one. A backend that
+        cannot answer falls back to what it holds in memory, or with `strict` raises: the
+        sweep must not take a silence it could not read for the device's."""
 
     @abc.abstractmethod
     async def seen_since(self, since: float) -> dict[str, float]:

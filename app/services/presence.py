@@ -183,9 +183,9 @@ async def _boundary(
         ).values_list("id", flat=True)
         if str(device_id) not in silent
     ]
-    newer = await store.last_seen(crossed)
+    newer = await store.last_seen(crossed, strict=True)
     silent.update(d for d in crossed if newer.get(d, 0.0) < since.timestamp())
-    heard = await store.last_seen(await store.arrived_since(mark.swept_at - margin))
+    heard = await store.last_seen(await store.arrived_since(mark.swept_at - margin), strict=True)
     arrived = {
         device_id: clock.from_epoch(at)
         for device_id, at in heard.items()

@@ -72,12 +72,16 @@ class DatabaseRevocations:
         return not rows or rows[0] != (TokenState.active, DeviceState.active)
 
     async def revoked_since(self, since: datetime) -> list[str]:
+        ended = await self.ended_since(since)
+        of_dead_devices = await DeviceToken.filter(
+            state=TokenState.active, device__state=DeviceState.deregistered
+        ).values_list("id", flat=True)
+        return [*ended, *(str(token_id) for token_id in of_dead_devices)]
+
+    async def ended_since(self, since: datetime) -> list[str]:
         ended = (
             await DeviceToken.filter(ended_at__gte=since)
             .exclude(state=TokenState.active)
             .values_list("id", flat=True)
         )
-        of_dead_devices = await DeviceToken.filter(
-            state=TokenState.active, device__state=DeviceState.deregistered
-        ).values_list("id", flat=True)
-        return [str(token_id) for token_id in [*ended, *of_dead_devices]]
+        return [str(token_id) for token_id in ended]

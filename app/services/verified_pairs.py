@@ -10,7 +10,8 @@ Nothing kept here outlives the truth for long, and nothing is kept on trust:
 - Every way a pair stops being valid (revocation, deregistration, rotation, a reused or
   cloned secret) publishes its id to the revocation set (`PresenceStore.is_revoked`), on
   this process at once and on every other over Redis, as access tokens already rely on; a
-  hit asks that set. While the set cannot be trusted (Redis lost) it asks the database.
+  hit asks that set. While the set cannot be trusted (Redis lost) it asks the database, and
+  a message lost on its way is read from the database within `REVOCATION_POLL_SECONDS`.
 - Expiry is judged from the kept time with the request's clock; a pair at its end goes to
   the database, which records the expiry.
 - The presented token and secret are compared with the kept hashes in constant time; a

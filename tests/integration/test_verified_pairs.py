@@ -6,6 +6,8 @@ second exchange answers shows whether the kept pair was used and whether it was 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 
 from app import clock
 from app.models import DeviceToken
+from app.presence.redis import REVOCATION_POLL_SECONDS
 from app.settings import Settings
 from simulator.protocol import TOKEN, Credentials, DeviceApi, new_installation_id
 from tests.factories import EndCredentials, SignedInClient
@@ -111,3 +114,23 @@ async def test_a_kept_pair_from_another_install_is_judged_by_the_database(
 
     detail = await admin.api.device(device.device_id)
     assert detail["cloneSuspectedAtIso"] is not None
+
+
+@pytest.mark.redis
+async def test_a_revocation_whose_message_was_lost_is_read_from_the_database(
+    device_client: httpx.AsyncClient, device: Credentials
+) -> None:
+    """A revoking process gone between its commit and its publish: the pair is refused once
+    the next read of what ended reaches this process."""
+    assert (await device_client.post(TOKEN, json=device.wire())).status_code == 200
+    # Ended in the database only, as that process left it: nobody hears of it.
+    await DeviceToken.filter(device_id=device.device_id).update(
+        state="revoked", ended_at=clock.now()
+    )
+
+    deadline = time.monotonic() + REVOCATION_POLL_SECONDS * 3
+    status = 200
+    while status == 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        status = (await device_client.post(TOKEN, json=device.wire())).status_code
+    assert status == 401
