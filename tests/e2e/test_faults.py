@@ -652,7 +652,9 @@ async def test_dropped_database_connections_answer_unavailable_then_recover(
                 *(admin.client.get("/api/v1/admin/devices") for _ in range(3)),
                 *(client.post(f"{stack.b.url}{REGISTER}", json=scan_body(c["pairingUri"]))
                   for c in codes),
-                *(client.post(f"{stack.b.url}{TOKEN}", json=device.credentials)
+                # On the replica that has not verified the pair: the one that has answers
+                # it from memory, database or not.
+                *(client.post(f"{stack.a.url}{TOKEN}", json=device.credentials)
                   for _ in range(2)),
             ]  # fmt: skip
             tasks = [asyncio.ensure_future(request) for request in blocked]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,12 +53,32 @@ def test_first_run_prints_working_credentials_once(server: ServerProcess) -> Non
         assert secret not in output
 
 
+def _request_lines(
+    server: ServerProcess, until: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """The access-log lines so far, once `until` holds of them: they are written in
+    batches, at most 50 ms after their request (a second is plenty)."""
+    deadline = time.monotonic() + 2
+    while True:
+        lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+        requests = [line for line in lines if line.get("event") == "request"]
+        if until(requests) or time.monotonic() > deadline:
+            return requests
+        time.sleep(0.05)
+
+
+def _paths(requests: list[dict[str, Any]]) -> list[str]:
+    return [str(line["path"]) for line in requests]
+
+
 def test_readiness_and_request_logs_are_json(server: ServerProcess) -> None:
     response = httpx.get(f"{server.url}/readyz")
     assert response.json() == {"status": "ready", "checks": {"database": True}}
-    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
-    requests = [line for line in lines if line.get("event") == "request"]
-    assert any(line["path"] == "/readyz" and line.get("request_id") for line in requests)
+
+    def logged(requests: list[dict[str, Any]]) -> bool:
+        return any(line["path"] == "/readyz" and line.get("request_id") for line in requests)
+
+    assert logged(_request_lines(server, until=logged))
 
 
 def test_heartbeat_lines_are_like_every_other_request_line(server: ServerProcess) -> None:
@@ -79,8 +102,7 @@ def test_heartbeat_lines_are_like_every_other_request_line(server: ServerProcess
             assert beat.headers["x-request-id"] == request_id
         client.get("/readyz")
 
-    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
-    requests = [line for line in lines if line.get("event") == "request"]
+    requests = _request_lines(server, until=lambda lines: _paths(lines)[-1:] == ["/readyz"])
     beats = [line for line in requests if line["path"] == "/api/devices/heartbeat"]
     assert [line["request_id"] for line in beats] == request_ids
     assert {line["status"] for line in beats} == {200}
