@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
-import math
 import re
 import statistics
 import sys
@@ -26,6 +25,7 @@ from urllib.parse import urlencode
 import httpx
 
 from loadtests.errors import BenchError
+from loadtests.latency import percentile
 from simulator.admin import AdminApi, admin_http_client
 from simulator.problems import ProblemError
 
@@ -50,12 +50,6 @@ class PageTiming:
     statuses: dict[int, int]
 
 
-def _percentile(sorted_ms: list[float], share: float) -> float:
-    """Nearest rank: the smallest sample at or above which `share` of the samples fall."""
-    rank = max(1, math.ceil(share * len(sorted_ms)))
-    return sorted_ms[rank - 1]
-
-
 def _timing(name: str, path: str, elapsed_ms: list[float], statuses: list[int]) -> PageTiming:
     ordered = sorted(elapsed_ms)
     return PageTiming(
@@ -63,7 +57,7 @@ def _timing(name: str, path: str, elapsed_ms: list[float], statuses: list[int]) 
         path=path,
         samples=len(ordered),
         p50_ms=statistics.median(ordered),
-        p95_ms=_percentile(ordered, 0.95),
+        p95_ms=percentile(ordered, 0.95),
         max_ms=ordered[-1],
         statuses={code: statuses.count(code) for code in sorted(set(statuses))},
     )

@@ -36,6 +36,7 @@ from loadtests.cpus import Pinning, busy_elsewhere, plan_cpus
 from loadtests.devices import FIELDS
 from loadtests.errors import BenchError
 from loadtests.http1 import KeptAliveConnection, ProtocolBreach
+from loadtests.latency import percentile
 from loadtests.servers import POSTGRES_URL, REDIS_URL, Polaris
 from simulator.admin import AdminApi, MintedCode, admin_http_client
 from simulator.problems import ProblemError
@@ -219,12 +220,6 @@ async def measure(
                 tally.latencies_ns.append(took)
                 tally.answers[(answer.status, answer.problem_code)] += 1
     return tallies
-
-
-def percentile(ordered: Sequence[int], share: float) -> int:
-    """Nearest-rank percentile of sorted values."""
-    rank = max(1, min(len(ordered), round(share * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def summarise(latencies_ns: Sequence[int]) -> Summary:
