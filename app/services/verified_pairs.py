@@ -71,9 +71,6 @@ class VerifiedPairs:
         self._entries: TTLCache[str, _Verified] = TTLCache(maxsize=max(1, size), ttl=ttl)
         self.enabled = size > 0 and ttl > 0
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     async def grant(
         self,
         shape: re.Pattern[str],
@@ -110,6 +107,3 @@ class VerifiedPairs:
                 grant=grant,
             )
         return grant
-
-    def clear(self) -> None:
-        self._entries.clear()
