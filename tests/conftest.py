@@ -6,11 +6,14 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from tortoise import Tortoise
 
 from app import clock, db
+from app.auth import passwords
 from app.edge.runtime import runtime
 from app.main import create_app
 from app.models import (
@@ -33,6 +36,11 @@ from app.settings import Settings
 from tests import backends
 
 BACKEND = backends.selected()
+
+# Argon2 still, at a thousandth of the recommended memory and a third of its passes: the
+# suite signs in thousands of times, and each recommended hash costs ~0.2 s of CPU. Servers
+# the suite starts as processes (e2e, browser) hash as a deployment does.
+passwords.use_hasher(PasswordHash((Argon2Hasher(time_cost=1, memory_cost=64, parallelism=1),)))
 # Children before parents, so foreign keys never block the wipe between tests.
 TABLES = (
     WebhookDelivery,

@@ -10,9 +10,23 @@ from starlette.concurrency import run_in_threadpool
 MIN_PASSWORD_LENGTH = 12
 
 
-@lru_cache(maxsize=1)
+_chosen: PasswordHash | None = None
+
+
 def _hasher() -> PasswordHash:
-    return PasswordHash.recommended()
+    global _chosen
+    if _chosen is None:
+        _chosen = PasswordHash.recommended()
+    return _chosen
+
+
+def use_hasher(hasher: PasswordHash) -> None:
+    """Hash new passwords with `hasher` from now on (its own parameters in every hash, so
+    hashes made before still verify). For a test suite that signs in thousands of times;
+    a server always hashes with the recommended parameters."""
+    global _chosen
+    _chosen = hasher
+    _dummy_hash.cache_clear()
 
 
 @lru_cache(maxsize=1)

@@ -125,6 +125,7 @@ class RedisPresenceStore(PresenceStore):
         ids = list(device_ids)
         if not ids:
             return {}
+        unflushed = self._unflushed()
         try:
             scores: list[float | None] = []
             for start in range(0, len(ids), _READ_CHUNK):
@@ -142,37 +143,44 @@ class RedisPresenceStore(PresenceStore):
         else:
             self._read_outage.succeeded()
         seen = {d: float(s) for d, s in zip(ids, scores, strict=True) if s is not None}
-        for unflushed in (self._in_flight, self._pending):
-            for device_id in ids:
-                if device_id in unflushed:
-                    seen[device_id] = max(seen.get(device_id, 0.0), unflushed[device_id])
+        for device_id in ids:
+            if device_id in unflushed:
+                seen[device_id] = max(seen.get(device_id, 0.0), unflushed[device_id])
         return seen
 
+    def _unflushed(self) -> dict[str, float]:
+        """This process's heartbeats of the last ~100 ms, which Redis may not hold yet.
+
+        Taken before the read they complete: a batch that leaves `_in_flight` while the read
+        travels may have landed in Redis after Redis answered, and would be in neither.
+        """
+        unflushed = dict(self._in_flight)
+        for device_id, at in self._pending.items():
+            unflushed[device_id] = max(at, unflushed.get(device_id, 0.0))
+        return unflushed
+
     async def seen_since(self, since: float) -> dict[str, float]:
+        unflushed = self._unflushed()
         with self._doubted_if_failing():
             rows = await self._redis.zrangebyscore(PRESENCE_KEY, since, "+inf", withscores=True)
         seen = {member.decode(): float(score) for member, score in rows}
-        # This process's heartbeats of the last ~100 ms are not in Redis yet.
-        for unflushed in (self._in_flight, self._pending):
-            for device_id, at in unflushed.items():
-                if at >= since:
-                    seen[device_id] = max(seen.get(device_id, 0.0), at)
+        for device_id, at in unflushed.items():
+            if at >= since:
+                seen[device_id] = max(seen.get(device_id, 0.0), at)
         return seen
 
     async def count_seen_since(self, since: float) -> int:
-        counted = int(await self._redis.zcount(PRESENCE_KEY, since, "+inf"))
-        unflushed = {
-            device_id: at
-            for batch in (self._in_flight, self._pending)
-            for device_id, at in batch.items()
-            if at >= since
-        }
+        unflushed = [device_id for device_id, at in self._unflushed().items() if at >= since]
         if not unflushed:
-            return counted
-        # Those Redis holds at an older time (or not at all) are not in the count yet.
-        ids = list(unflushed)
-        scores = await self._redis.zmscore(PRESENCE_KEY, ids)
-        return counted + sum(1 for score in scores if score is None or score < since)
+            return int(await self._redis.zcount(PRESENCE_KEY, since, "+inf"))
+        # Count and scores at one instant (MULTI): a batch landing between two reads would
+        # be counted twice, or not at all. Those Redis holds at an older time, or not at
+        # all, are not in its count yet.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zcount(PRESENCE_KEY, since, "+inf")
+            pipe.zmscore(PRESENCE_KEY, unflushed)
+            counted, scores = await pipe.execute()
+        return int(counted) + sum(1 for score in scores if score is None or score < since)
 
     @contextlib.contextmanager
     def _doubted_if_failing(self) -> Iterator[None]:
@@ -183,13 +191,10 @@ class RedisPresenceStore(PresenceStore):
             raise
 
     async def seen_between(self, lo: float, hi: float) -> dict[str, float]:
+        unflushed = self._unflushed()
         with self._doubted_if_failing():
             rows = await self._redis.zrangebyscore(PRESENCE_KEY, lo, f"({hi}", withscores=True)
         seen = {member.decode(): float(score) for member, score in rows}
-        unflushed: dict[str, float] = {}
-        for batch in (self._in_flight, self._pending):
-            for device_id, at in batch.items():
-                unflushed[device_id] = max(at, unflushed.get(device_id, 0.0))
         if not unflushed:
             return seen
         # A heartbeat not in Redis yet may move a device out of the range, or into it.
@@ -205,10 +210,11 @@ class RedisPresenceStore(PresenceStore):
         return seen
 
     async def arrived_since(self, since: float) -> set[str]:
+        # Not in Redis yet: each may be an arrival, and the sweep's writes check.
+        unflushed = self._unflushed()
         with self._doubted_if_failing():
             members = await self._redis.zrangebyscore(ARRIVALS_KEY, since, "+inf")
-        # Not in Redis yet: each may be an arrival, and the sweep's writes check.
-        return {m.decode() for m in members}.union(self._in_flight, self._pending)
+        return {m.decode() for m in members}.union(unflushed)
 
     async def forget_arrivals(
         self, device_ids: Iterable[str], *, silent_before: float, now: float
