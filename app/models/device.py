@@ -35,7 +35,9 @@ class Device(Model):
     )
     owner_id: UUID
     registered_at = fields.DatetimeField(db_index=True)
-    last_seen_at = fields.DatetimeField(null=True, db_index=True)
+    # No index: the last-seen flush rewrites this for every online device, and with no index
+    # on it those writes are heap-only (migration 0012).
+    last_seen_at = fields.DatetimeField(null=True)
     # What the presence sweep last recorded; `online` itself is derived from `last_seen_at`.
     reported_online = fields.BooleanField(default=False)
     last_ip = fields.CharField(max_length=64, null=True)

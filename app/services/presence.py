@@ -174,8 +174,9 @@ async def _boundary(
     margin = MARGIN.total_seconds()
     edge = clock.from_epoch(mark.swept_at - window.total_seconds() - margin)
     silent = set(await store.seen_between(edge.timestamp(), since.timestamp()))
-    # The database's copy crossed too (an index range, as small): rows the store knows
-    # nothing newer of go offline as well, whatever the store lost.
+    # The database's copy crossed too: rows the store knows nothing newer of go offline as
+    # well, whatever the store lost. (A scan of the table, as in `_everything`: an index on
+    # `last_seen_at` would make every last-seen write touch every index.)
     crossed = [
         str(device_id)
         for device_id in await Device.filter(
