@@ -86,13 +86,24 @@ def run_checked(command: list[str], env: dict[str, str], what: str) -> str:
 async def fresh_database(database_url: str) -> None:
     """Drop and create the database `database_url` names: the bench's own, never a user's
     (a database left by an earlier run holds keys sealed with another run's secret)."""
+    await _on_its_server(
+        database_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)", "CREATE DATABASE {}"
+    )
+
+
+async def drop_database(database_url: str) -> None:
+    await _on_its_server(database_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
+
+
+async def _on_its_server(database_url: str, *statements: str) -> None:
+    """Run `statements` on the server of `database_url`, each with its database's name."""
     server, name = database_url.split("?", 1)[0].rsplit("/", 1)
     connection = await asyncpg.connect(
         f"{server}/postgres".replace("postgres://", "postgresql://", 1)
     )
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        for statement in statements:
+            await connection.execute(statement.format(f'"{name}"'))
     finally:
         await connection.close()
 
