@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID, uuid4
 
 import httpx
 
-from app.models import User
+from app import clock
+from app.models import Device, Kind, User
 from app.models.user import Role
 from app.services import accounts
 from simulator.admin import PAIRING_SESSIONS, AdminApi
@@ -28,6 +30,26 @@ async def make_user(
 ) -> User:
     email = email or f"{role.value}@example.com"
     return await accounts.create_user(email=email, password=password, role=role)
+
+
+async def saved_scanners(owner_id: UUID, size: int, **fields: Any) -> list[str]:
+    """The ids of `size` scanners written straight to the database (no pairing, no
+    credentials), registered now: rows for the presence bookkeeping to work on."""
+    now = clock.now()
+    devices = [
+        Device(
+            id=uuid4(),
+            kind=Kind.SCANNER,
+            label=f"Dock {index:03d} scanner",
+            platform="ios",
+            owner_id=owner_id,
+            registered_at=now,
+            **fields,
+        )
+        for index in range(size)
+    ]
+    await Device.bulk_create(devices)
+    return [str(device.id) for device in devices]
 
 
 @dataclass(frozen=True)

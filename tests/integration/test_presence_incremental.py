@@ -17,14 +17,14 @@ from starlette.applications import Starlette
 
 from app import clock
 from app.edge.runtime import runtime
-from app.models import Device, Kind, OutboxEvent, PresenceChange
+from app.models import Device, OutboxEvent, PresenceChange
 from app.presence import PresenceStore
 from app.presence.redis import PRESENCE_KEY, RedisPresenceStore
 from app.services import presence
 from app.services.presence import SweepResult
 from app.services.revocations import DatabaseRevocations
 from app.settings import Settings
-from tests.factories import SignedInClient
+from tests.factories import SignedInClient, saved_scanners
 
 pytestmark = pytest.mark.usefixtures("presence_tasks_end_before_shutdown")
 
@@ -54,21 +54,7 @@ def reconcile_every(settings: Settings) -> timedelta:
 
 
 async def scanners(admin: SignedInClient, size: int, **fields: object) -> list[str]:
-    now = clock.now()
-    devices = [
-        Device(
-            id=uuid4(),
-            kind=Kind.SCANNER,
-            label=f"Dock {index:03d} scanner",
-            platform="ios",
-            owner_id=admin.user.id,
-            registered_at=now,
-            **fields,
-        )
-        for index in range(size)
-    ]
-    await Device.bulk_create(devices)
-    return [str(d.id) for d in devices]
+    return await saved_scanners(admin.user.id, size, **fields)
 
 
 def hear(app: Starlette, device_ids: list[str], moment: datetime) -> None:

@@ -7,7 +7,6 @@ migration that rebuilds a table (SQLite does, to change a column) must not lose 
 from __future__ import annotations
 
 from datetime import timedelta
-from uuid import uuid4
 
 import pytest
 from tortoise import Tortoise
@@ -15,9 +14,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app import clock
-from app.models import Device, Kind
 from app.services import presence_rows
-from tests.factories import make_user
+from tests.factories import make_user, saved_scanners
 
 pytestmark = pytest.mark.usefixtures("orm")
 
@@ -70,19 +68,7 @@ async def test_last_seen_rewrites_become_heap_only() -> None:
     `last_seen_at`, none would)."""
     owner = await make_user()
     now = clock.now()
-    devices = [
-        Device(
-            id=uuid4(),
-            kind=Kind.SCANNER,
-            label=f"Dock {index:03d}",
-            platform="ios",
-            owner_id=owner.id,
-            registered_at=now,
-        )
-        for index in range(FLEET)
-    ]
-    await Device.bulk_create(devices)
-    ids = [str(device.id) for device in devices]
+    ids = await saved_scanners(owner.id, FLEET)
     heap_only: list[int] = []
     for beat in range(FLUSHES):
         async with in_transaction() as connection:
