@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -29,6 +30,7 @@ from app.errors import (
     StaleState,
 )
 from app.models import AuditAction, Kind, PairingSession, User
+from app.prepared import PreparedSelect
 from app.services import audit, pairing_approval, pairing_attempts, pairing_codes, refusals
 from app.services.credentials import DeviceDetails, IssuedCredentials
 from app.services.pairing_approval import PendingApproval
@@ -47,6 +49,11 @@ from app.settings import Settings
 from statemachines import DeadlinePassed, PairingSessionMachine, PairingState
 
 _MINT_ATTEMPTS = 3
+# Every code presented is looked up by its hash: the SQL is built once.
+_BY_CODE_HASH = PreparedSelect(
+    PairingSession,
+    lambda code_hash: PairingSession.filter(code_hash=code_hash, kind=Kind.SCANNER).limit(1),
+)
 
 
 @dataclass(frozen=True)
@@ -181,9 +188,7 @@ async def register(
         count_refusal(exc)
         raise
     now = clock.now()
-    session = await PairingSession.get_or_none(
-        code_hash=_code_hash(settings, code), kind=Kind.SCANNER
-    )
+    session = await _BY_CODE_HASH.first(_code_hash(settings, code))
     failure: DomainError | None = None
     outcome = Outcome.REFUSED
     if session is None:
@@ -246,18 +251,32 @@ async def _redeem(
     now: datetime,
     settings: Settings,
 ) -> IssuedCredentials:
-    async with in_transaction() as connection:
+    async def redeem(row: PairingSession, device_id: UUID, connection: BaseDBAsyncClient) -> None:
+        # Redeemed and linked to its device in one conditional write: of racing scans, the
+        # one whose write lands pairs, and the others' devices roll back.
         await fire(
-            session,
+            row,
             PairingSessionMachine,
             "redeem",
             now=now,
-            where={"expires_at__gt": now},
-            changes={"resolved_at": now, "device_challenge": device_challenge},
+            where={"expires_at__gt": now, "device_id": None},
+            changes={
+                "resolved_at": now,
+                "device_challenge": device_challenge,
+                "device_id": device_id,
+            },
             using_db=connection,
         )
+
+    async with in_transaction() as connection:
         return await register_paired_device(
-            session, details=details, ip=ip, now=now, settings=settings, using_db=connection
+            session,
+            details=details,
+            ip=ip,
+            now=now,
+            settings=settings,
+            using_db=connection,
+            link=redeem,
         )
 
 

@@ -4,8 +4,10 @@ entries, wrong proofs counted towards burning it, and the sweep that catches row
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
@@ -70,6 +72,26 @@ def session_entry(
     )
 
 
+# How a new device's session comes to point at it, in the registration's transaction.
+Link = Callable[[PairingSession, UUID, BaseDBAsyncClient], Awaitable[None]]
+
+
+async def link_redeemed(
+    session: PairingSession, device_id: UUID, using_db: BaseDBAsyncClient
+) -> None:
+    """Point a session redeemed before (a typed code, approved) at its device; a session
+    linked already raises `CodeAlreadyUsed`, which rolls the new device back: a racing
+    request paired first."""
+    linked = (
+        await PairingSession.filter(id=session.id, state=PairingState.redeemed, device_id=None)
+        .using_db(using_db)
+        .update(device_id=device_id)
+    )
+    if linked != 1:
+        raise CodeAlreadyUsed
+    session.device_id = device_id
+
+
 async def register_paired_device(
     session: PairingSession,
     *,
@@ -78,10 +100,12 @@ async def register_paired_device(
     now: datetime,
     settings: Settings,
     using_db: BaseDBAsyncClient,
+    link: Link = link_redeemed,
 ) -> IssuedCredentials:
-    """Create the device a redeemed session pairs, owned by the admin who minted the code,
-    and link the two, in the caller's transaction. A session linked already raises
-    `CodeAlreadyUsed`, which rolls the new device back: a racing request paired first."""
+    """Create the device a session pairs, owned by the admin who minted the code, and
+    `link` the two, in the caller's transaction. The device is written first so that the
+    link can be the session's own transition (one statement), and whatever `link` raises
+    rolls the device back with the rest."""
     owner_id = session.created_by_id
     issued = await credentials.register_device(
         details=details,
@@ -92,13 +116,7 @@ async def register_paired_device(
         ip=ip,
         using_db=using_db,
     )
-    linked = (
-        await PairingSession.filter(id=session.id, state=PairingState.redeemed, device_id=None)
-        .using_db(using_db)
-        .update(device_id=issued.device.id)
-    )
-    if linked != 1:
-        raise CodeAlreadyUsed
+    await link(session, issued.device.id, using_db)
     await events.emit(
         EventType.DEVICE_REGISTERED,
         {
