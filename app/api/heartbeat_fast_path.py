@@ -74,7 +74,7 @@ class HeartbeatFastPath:
             return
         replay = _replaying(body, complete, receive)
         state = runtime(scope["app"])
-        claims = _known_claims(headers.get(b"authorization"), state.keyring) if complete else None
+        claims = _valid_claims(headers.get(b"authorization"), state.keyring) if complete else None
         fields = _fields(body, headers.get(b"content-type")) if complete else None
         credential = claims.credential if claims is not None else None
         if (
@@ -245,7 +245,7 @@ async def _maybe_revoked(state: Runtime, claims: AccessClaims) -> bool:
         return True
 
 
-def _known_claims(authorization: bytes | None, keyring: Keyring) -> AccessClaims | None:
+def _valid_claims(authorization: bytes | None, keyring: Keyring) -> AccessClaims | None:
     """Claims of a valid device bearer token; None for anything the route must judge (no
     bearer token, or one it refuses: it verifies again and says why, refreshing the keyring
     for a key it does not know yet).
