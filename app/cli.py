@@ -22,6 +22,7 @@ from tortoise import Tortoise
 
 from app import clock, db, metrics
 from app.auth import guessing
+from app.edge.one_write import OneWriteHttpToolsProtocol
 from app.errors import DomainError
 from app.models import Role
 from app.services import accounts, app_onboarding, pairing_codes, seeding
@@ -232,6 +233,7 @@ def _run_uvicorn(host: str, port: int, workers: int) -> None:
         # The app writes its own access log; uvicorn's, even switched off in `logging`,
         # would still format its arguments on every request.
         access_log=False,
+        http=OneWriteHttpToolsProtocol,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import httpx
 import uvicorn
 
+from app.edge.one_write import OneWriteHttpToolsProtocol
 from app.main import create_app
 from app.settings import Settings
 from simulator.admin import AdminApi, admin_http_client
@@ -44,6 +45,7 @@ async def run_demo(
         log_config=None,
         access_log=False,
         server_header=False,
+        http=OneWriteHttpToolsProtocol,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
