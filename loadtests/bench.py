@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import shutil
 import sys
@@ -27,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtests.cpus import Pinning, busy_elsewhere, plan_cpus
+from loadtests.cpus import Pinning, ProcessGroup, busy_elsewhere, plan_cpus
 from loadtests.devices import access_tokens, pair_devices, shows_online
 from loadtests.errors import BenchError
 from loadtests.registration import RegistrationFigures, registration_latencies
@@ -135,8 +136,22 @@ class Bench:
                             self.password,
                             count=self.args.registrations,
                             concurrency=self.args.registration_concurrency,
+                            groups=self.registration_groups(server.pid),
                         )
                     )
+
+    def registration_groups(self, server: int) -> list[ProcessGroup]:
+        groups = [
+            ProcessGroup("polaris serve", roots=(server,)),
+            # This process is the registering client; the servers it started are counted apart.
+            ProcessGroup("the client", roots=(os.getpid(),), with_children=False),
+        ]
+        if self.args.backend == "redis":
+            groups += [
+                ProcessGroup("PostgreSQL", command="postgres"),
+                ProcessGroup("Redis", command="redis-server"),
+            ]
+        return groups
 
     def heartbeat_round_without_metrics(self) -> None:
         """The same heartbeats with METRICS_ENABLED=false: what counting them costs."""
@@ -225,6 +240,24 @@ def _print_ratios(args: argparse.Namespace, figures: Figures) -> None:
             f"p50 {registration.p(0.50):.1f} ms, p99 {registration.p(0.99):.1f} ms, "
             f"max {max(registration.latencies_ms):.1f} ms"
         )
+        print_registration_cpu(registration)
+
+
+def print_registration_cpu(registration: RegistrationFigures) -> None:
+    """Each process's CPU per registration, and the rate the machine's cores allow at it."""
+    rate = registration.per_second
+    if not registration.cores or rate <= 0:
+        return
+    parts = [
+        f"{name} {cores / rate * 1e3:.1f} ms ({cores:.2f} cores)"
+        for name, cores in registration.cores.items()
+    ]
+    per_registration = sum(registration.cores.values()) / rate
+    cpus = os.cpu_count() or 1
+    print(
+        f"  CPU per registration: {', '.join(parts)}; {per_registration * 1e3:.1f} ms in all, "
+        f"so at most {cpus / per_registration:,.0f}/s with all {cpus} cores busy"
+    )
 
 
 def report(args: argparse.Namespace, pinning: Pinning, figures: Figures, busy: float) -> int:

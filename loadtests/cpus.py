@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,3 +54,59 @@ def cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid`'s children, theirs, and so on (Linux; none elsewhere)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        with contextlib.suppress(OSError, ValueError):
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+            kids = [int(child) for child in children]
+            found.extend(kids)
+            pending.extend(kids)
+    return found
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """Processes counted together: `roots` and everything they started, and, for servers
+    started elsewhere (PostgreSQL, Redis), every process whose command name is `command`."""
+
+    name: str
+    roots: tuple[int, ...] = ()
+    command: str | None = None
+    # False: the roots alone (this very process, not the servers it started).
+    with_children: bool = True
+
+    def pids(self) -> set[int]:
+        pids = set(self.roots)
+        if self.with_children:
+            pids.update(pid for root in self.roots for pid in descendants(root))
+        if self.command is not None:
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    with contextlib.suppress(OSError):
+                        if (entry / "comm").read_text().strip() == self.command:
+                            pids.add(int(entry.name))
+        return pids
+
+
+def group_cpu_seconds(groups: Sequence[ProcessGroup]) -> dict[str, dict[int, float]]:
+    """Each group's processes and the CPU time each has used so far. Two readings give a
+    window's use with `cores_between`; a process that ended between them drops out."""
+    return {group.name: {pid: cpu_seconds(pid) for pid in group.pids()} for group in groups}
+
+
+def cores_between(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], seconds: float
+) -> dict[str, float]:
+    """Cores each group kept busy between two readings `seconds` apart (a process started
+    in between counts from its start)."""
+    return {
+        name: sum(used - before.get(name, {}).get(pid, 0.0) for pid, used in pids.items())
+        / max(seconds, 1e-9)
+        for name, pids in after.items()
+    }

@@ -8,10 +8,13 @@ would see it (`Idempotency-Key` and all, through `simulator.protocol`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from loadtests.cpus import ProcessGroup, cores_between, group_cpu_seconds
 from loadtests.devices import FIELDS, TIMEOUT, _checked, _gathered, _signed_in
 from loadtests.latency import percentile
 from simulator.admin import admin_http_client
@@ -24,6 +27,8 @@ class RegistrationFigures:
     concurrency: int
     seconds: float
     latencies_ms: list[float]
+    # Cores each process group kept busy while the registrations ran.
+    cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -34,23 +39,36 @@ class RegistrationFigures:
 
 
 async def registration_latencies(
-    base_url: str, email: str, password: str, *, count: int, concurrency: int
+    base_url: str,
+    email: str,
+    password: str,
+    *,
+    count: int,
+    concurrency: int,
+    groups: Sequence[ProcessGroup] = (),
 ) -> RegistrationFigures:
-    async with (
-        admin_http_client(base_url, timeout=TIMEOUT) as admin_client,
-        device_http_client(base_url, connections=concurrency, timeout=TIMEOUT) as device_client,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        admin_client = await stack.enter_async_context(admin_http_client(base_url, timeout=TIMEOUT))
+        # One client and one connection per registering app, as phones have: a shared pool
+        # of 50 spent more of this process's CPU choosing a connection than registering.
+        apps = [
+            DeviceApi(
+                await stack.enter_async_context(
+                    device_http_client(base_url, connections=1, timeout=TIMEOUT)
+                )
+            )
+            for _ in range(concurrency)
+        ]
         admin = await _signed_in(admin_client, email, password)
         minted = await _gathered(count, lambda _: _checked("minting a code", admin.mint_code()))
-        api = DeviceApi(device_client)
         # Made before the clock starts: an app has its PKCE pair before it scans.
         proofs = [PkcePair.generate() for _ in range(count)]
-        gate = asyncio.Semaphore(concurrency)
+        pending = iter(range(count))
         latencies: list[float] = []
 
-        async def one(index: int) -> None:
-            fields = dataclasses.replace(FIELDS, label=f"Registration {index:05d}")
-            async with gate:
+        async def app(api: DeviceApi) -> None:
+            for index in pending:
+                fields = dataclasses.replace(FIELDS, label=f"Registration {index:05d}")
                 started = time.perf_counter()
                 await _checked(
                     "registering",
@@ -58,7 +76,9 @@ async def registration_latencies(
                 )
                 latencies.append((time.perf_counter() - started) * 1000)
 
+        cpu_before = group_cpu_seconds(groups)
         started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(count)))
+        await asyncio.gather(*(app(api) for api in apps))
         seconds = time.perf_counter() - started
-    return RegistrationFigures(count, concurrency, seconds, latencies)
+        cores = cores_between(cpu_before, group_cpu_seconds(groups), seconds)
+    return RegistrationFigures(count, concurrency, seconds, latencies, cores)

@@ -17,6 +17,11 @@ cores with Locust, as a box serving its own load test does.
    presence memory in Redis.
 5. Then the devices fall silent: the worker's next sweeps record all N going offline, and
    the sweep's own log line tells how long that pass took.
+
+Through the steady part of the run (past the ramp and one heartbeat interval, to a few
+seconds before Locust stops) the CPU of every process on the box is read from `/proc`:
+Locust, `polaris serve`, `polaris worker`, PostgreSQL and Redis, per heartbeat served, and
+what that would come to at the rate offered.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import asyncio
 import contextlib
 import csv
 import json
+import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +45,7 @@ from redis import Redis
 
 from loadtests.capacity import TARGET_UTILISATION, Costs, needs
 from loadtests.console import PageTiming, console_timings, format_timings
-from loadtests.cpus import cpu_seconds
+from loadtests.cpus import ProcessGroup, cores_between, cpu_seconds, group_cpu_seconds
 from loadtests.errors import BenchError
 from loadtests.latency import percentile
 from loadtests.servers import (
@@ -78,6 +85,10 @@ class SoakFigures:
     server_cpu_seconds: float = 0.0
     # Table name -> (rows, bytes with its indexes), after the sweep.
     tables: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The steady part's CPU: seconds since Locust started, and cores per process group.
+    cpu_window: tuple[float, float] | None = None
+    cores: dict[str, float] = field(default_factory=dict)
+    window_heartbeats_per_second: float = 0.0
 
 
 @dataclass
@@ -144,9 +155,9 @@ class Soak:
         )
         figures.seed_seconds = time.monotonic() - started
         print(f"  seeded in {figures.seed_seconds:.1f} s", flush=True)
-        with self._deployment(port, env) as (server, worker_log):
+        with self._deployment(port, env) as (server, worker, worker_log):
             cpu_before = _tree_cpu_seconds(server.pid)
-            self._locust(base_url, state, figures)
+            self._locust(base_url, state, figures, servers=(server.pid, worker.pid))
             figures.server_cpu_seconds = _tree_cpu_seconds(server.pid) - cpu_before
             asyncio.run(self._while_online(base_url, figures))
             figures.presence_bytes = _presence_bytes(self.redis_url)
@@ -160,7 +171,7 @@ class Soak:
     @contextlib.contextmanager
     def _deployment(
         self, port: int, env: dict[str, str]
-    ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    ) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], Path]]:
         polaris = polaris_command()
         serve = [
             *polaris,
@@ -175,11 +186,13 @@ class Soak:
         worker_log = self.workdir / "worker.log"
         with (
             running(serve, port=port, env=env, log=self.workdir / "polaris.log", cwd=ROOT) as app,
-            _background([*polaris, "worker"], env=env, log=worker_log),
+            _background([*polaris, "worker"], env=env, log=worker_log) as worker,
         ):
-            yield app, worker_log
+            yield app, worker, worker_log
 
-    def _locust(self, base_url: str, state: Path, figures: SoakFigures) -> None:
+    def _locust(
+        self, base_url: str, state: Path, figures: SoakFigures, *, servers: tuple[int, int]
+    ) -> None:
         prefix = self.workdir / "soak"
         per_user = -(-self.devices // self.users)
         command = [
@@ -217,15 +230,29 @@ class Soak:
             flush=True,
         )
         log = self.workdir / "locust.log"
-        with log.open("wb") as sink:
-            done = subprocess.run(
-                command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False
-            )
-        # Locust exits 1 when any request failed: the figures say which.
-        if done.returncode not in (0, 1):
-            raise BenchError(f"locust exited with {done.returncode}; see {log}")
         # Past the ramp and one more heartbeat interval (every device's first token exchange).
-        _read_locust(prefix, figures, steady_after=self.ramp_seconds + HEARTBEAT_EVERY_SECONDS)
+        steady_after = self.ramp_seconds + HEARTBEAT_EVERY_SECONDS
+        with log.open("wb") as sink:
+            locust = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+            started = time.time()
+            reading = _SteadyCpu(
+                groups=_soak_groups(locust.pid, *servers),
+                start_at=started + steady_after,
+                end_at=started + self.seconds - 5,
+            )
+            reading.start()
+            returncode = locust.wait()
+            reading.join()
+        # Locust exits 1 when any request failed: the figures say which.
+        if returncode not in (0, 1):
+            raise BenchError(f"locust exited with {returncode}; see {log}")
+        _read_locust(prefix, figures, steady_after=steady_after)
+        if reading.cores:
+            figures.cpu_window = (reading.start_at - started, reading.end_at - started)
+            figures.cores = reading.cores
+            figures.window_heartbeats_per_second = _heartbeat_rate(
+                prefix, reading.start_at, reading.end_at
+            )
 
     async def _while_online(self, base_url: str, figures: SoakFigures) -> None:
         async with admin_http_client(base_url, timeout=60) as client:
@@ -253,11 +280,13 @@ async def _table_sizes(database_url: str) -> dict[str, tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def _background(command: list[str], *, env: dict[str, str], log: Path) -> Iterator[None]:
+def _background(
+    command: list[str], *, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=sink)
         try:
-            yield
+            yield process
         finally:
             process.terminate()
             try:
@@ -265,6 +294,51 @@ def _background(command: list[str], *, env: dict[str, str], log: Path) -> Iterat
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _soak_groups(locust: int, server: int, worker: int) -> list[ProcessGroup]:
+    return [
+        ProcessGroup("Locust", roots=(locust,)),
+        ProcessGroup("polaris serve", roots=(server,)),
+        ProcessGroup("polaris worker", roots=(worker,)),
+        ProcessGroup("PostgreSQL", command="postgres"),
+        ProcessGroup("Redis", command="redis-server"),
+    ]
+
+
+class _SteadyCpu(threading.Thread):
+    """Reads the groups' CPU at `start_at` and `end_at` (wall-clock seconds); `cores` stays
+    empty when the run is too short to have a steady part."""
+
+    def __init__(self, *, groups: list[ProcessGroup], start_at: float, end_at: float) -> None:
+        super().__init__(daemon=True)
+        self.groups = groups
+        self.start_at = start_at
+        self.end_at = end_at
+        self.cores: dict[str, float] = {}
+
+    def run(self) -> None:
+        if self.end_at - self.start_at < 10:
+            return
+        time.sleep(max(0.0, self.start_at - time.time()))
+        before = group_cpu_seconds(self.groups)
+        time.sleep(max(0.0, self.end_at - time.time()))
+        after = group_cpu_seconds(self.groups)
+        self.cores = cores_between(before, after, self.end_at - self.start_at)
+
+
+def _heartbeat_rate(prefix: Path, start_at: float, end_at: float) -> float:
+    """Heartbeats a second between two wall-clock times, from Locust's cumulative history."""
+    with Path(f"{prefix}_stats_history.csv").open() as history:
+        rows = [
+            (int(r["Timestamp"]), int(r["Total Request Count"]))
+            for r in csv.DictReader(history)
+            if r["Name"] == HEARTBEAT
+        ]
+    inside = [(at, count) for at, count in rows if start_at <= at <= end_at]
+    if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+        return 0.0
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -367,6 +441,7 @@ def print_soak(figures: SoakFigures, soak: Soak) -> list[str]:
     for table, (rows, size) in figures.tables.items():
         per_row = f", {size / rows:,.0f} bytes per row" if rows else ""
         print(f"  table {table}: {rows:,} rows, {size / 1e6:,.1f} MB with indexes{per_row}")
+    _print_cpu(figures)
     _print_model_check(figures, soak)
     failed = []
     if figures.heartbeat_failures or figures.exchange_failures:
@@ -376,6 +451,27 @@ def print_soak(figures: SoakFigures, soak: Soak) -> list[str]:
     if steady and max(steady) >= 50:
         failed.append("heartbeat p99 reached 50 ms in the steady state")
     return failed
+
+
+def _print_cpu(figures: SoakFigures) -> None:
+    """Each process's CPU in the steady part, per heartbeat, and at the rate offered."""
+    rate = figures.window_heartbeats_per_second
+    if figures.cpu_window is None or rate <= 0:
+        return
+    start, end = figures.cpu_window
+    offered = figures.devices / HEARTBEAT_EVERY_SECONDS
+    print(
+        f"  CPU by process from {start:.0f} s to {end:.0f} s ({rate:,.0f} heartbeats/s, "
+        "token exchanges included), read from /proc:"
+    )
+    for name, cores in [*figures.cores.items(), ("all", sum(figures.cores.values()))]:
+        print(f"    {name:<16} {cores:5.2f} cores {cores / rate * 1e6:6,.0f} µs per heartbeat")
+    everything = sum(figures.cores.values()) / rate * offered
+    service = sum(c for n, c in figures.cores.items() if n != "Locust") / rate * offered
+    print(
+        f"    at the {offered:,.0f}/s offered: {everything:.2f} cores in all, "
+        f"{service:.2f} without Locust, of the {os.cpu_count()} this machine has"
+    )
 
 
 def _print_model_check(figures: SoakFigures, soak: Soak) -> None:
