@@ -1,6 +1,6 @@
 """What a fleet of 1M or 10M devices needs, from costs measured on this machine.
 
-    python -m loadtests.capacity [--devices 100000 1000000 10000000] [--heartbeat-us 213] …
+    python -m loadtests.capacity [--devices 100000 1000000 10000000] [--heartbeat-us 270] …
 
 Every term is a measured cost times a rate the fleet's shape fixes (a heartbeat every 30 s,
 an access token every 9 minutes, a last-seen flush every 15 s, a sweep every 5 s): the
@@ -36,10 +36,10 @@ SECONDS_PER_DAY = 86_400
 class Costs:
     """Measured costs; each field's default says where its figure comes from."""
 
-    # soak, 20,000 devices, steady state: web CPU per heartbeat as a fleet sends them, each of
+    # `--scale 20000`, its steady part: web CPU per heartbeat as a fleet sends them, each of
     # 2,000 connections idle between requests (µs). The wrk bench's 50-69 µs is for 64
     # connections kept busy, where one wake-up serves many requests.
-    heartbeat_us: float = 213.0
+    heartbeat_us: float = 270.0
     # bench: a token exchange answered from verified pairs (µs) ...
     exchange_memory_us: float = 198.0
     # ... and one that reads its row (in-process on PostgreSQL, µs)
