@@ -70,6 +70,11 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and everything it started (uvicorn's workers), from /proc."""
+    return sum(cpu_seconds(each) for each in (pid, *descendants(pid)))
+
+
 @dataclass(frozen=True)
 class ProcessGroup:
     """Processes counted together: `roots` and everything they started, and, for servers

@@ -45,7 +45,7 @@ from redis import Redis
 
 from loadtests.capacity import TARGET_UTILISATION, Costs, needs
 from loadtests.console import PageTiming, console_timings, format_timings
-from loadtests.cpus import ProcessGroup, cores_between, cpu_seconds, group_cpu_seconds
+from loadtests.cpus import ProcessGroup, cores_between, group_cpu_seconds, tree_cpu_seconds
 from loadtests.errors import BenchError
 from loadtests.latency import percentile
 from loadtests.servers import (
@@ -156,9 +156,9 @@ class Soak:
         figures.seed_seconds = time.monotonic() - started
         print(f"  seeded in {figures.seed_seconds:.1f} s", flush=True)
         with self._deployment(port, env) as (server, worker, worker_log):
-            cpu_before = _tree_cpu_seconds(server.pid)
+            cpu_before = tree_cpu_seconds(server.pid)
             self._locust(base_url, state, figures, servers=(server.pid, worker.pid))
-            figures.server_cpu_seconds = _tree_cpu_seconds(server.pid) - cpu_before
+            figures.server_cpu_seconds = tree_cpu_seconds(server.pid) - cpu_before
             asyncio.run(self._while_online(base_url, figures))
             figures.presence_bytes = _presence_bytes(self.redis_url)
             print("  waiting for the devices to be swept offline …", flush=True)
@@ -339,13 +339,6 @@ def _heartbeat_rate(prefix: Path, start_at: float, end_at: float) -> float:
     if len(inside) < 2 or inside[-1][0] == inside[0][0]:
         return 0.0
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
-
-
-def _tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (uvicorn's workers), from /proc."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = children.read_text().split() if children.exists() else []
-    return cpu_seconds(pid) + sum(cpu_seconds(int(kid)) for kid in kids)
 
 
 def _read_locust(prefix: Path, figures: SoakFigures, *, steady_after: float) -> None:
